@@ -1,0 +1,38 @@
+# Everything runs in .venv, created here with uv (installed with pip first if missing).
+PY ?= python3
+VENV := .venv
+AIRFLOW_VERSION ?= 3.3.2
+UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test unit lint typecheck fake-server clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(UV) venv --quiet --allow-existing -p $(PY) $(VENV)
+	UV_COMPILE_BYTECODE=1 $(UV) pip install --quiet -p $(VENV)/bin/python -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## The main job: the example DAG against the fake Jogg server on loopback
+demo: venv
+	$(VENV)/bin/python scripts/demo.py
+
+## Lint, type check and the whole test suite
+test: venv lint typecheck
+	$(VENV)/bin/python -m pytest -n auto -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+## Start the fake Jogg server in the foreground (Ctrl-C stops it)
+fake-server: venv
+	$(VENV)/bin/python -m airflow_provider_jogg.testing --port 8765 --api-key local-test-key
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

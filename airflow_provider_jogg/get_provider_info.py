@@ -1,0 +1,80 @@
+"""What Airflow reads through the ``apache_airflow_provider`` entry point. Imports nothing from Airflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_jogg import __version__
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"host": "Base URL", "password": "API Key"},
+    "placeholders": {
+        "host": "https://api.jogg.ai",
+        "password": "your JoggAI API key",
+        "extra": '{"api_platform": "airflow", "timeout": 30, "max_retries": 3}',
+    },
+}
+
+CONN_FIELDS: dict[str, Any] = {
+    "api_platform": {
+        "label": "API platform",
+        "schema": {"type": ["string", "null"]},
+        "description": "Sent as the x-api-platform header to identify the calling integration.",
+    },
+    "timeout": {
+        "label": "Request timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 30, "exclusiveMinimum": 0},
+        "description": "Seconds per HTTP request to Jogg.",
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "schema": {"type": ["integer", "null"], "default": 3, "minimum": 0},
+        "description": "Retries after the first attempt, for requests that are safe to repeat; 0: none.",
+    },
+    "retry_backoff": {
+        "label": "Retry backoff (seconds)",
+        "schema": {"type": ["number", "null"], "default": 1, "minimum": 0},
+        "description": "First wait between retries; doubles per attempt, never shorter than Retry-After.",
+    },
+    "allow_insecure_http": {
+        "label": "Allow plain http:// to non-loopback hosts",
+        "schema": {"type": ["boolean", "null"], "default": False},
+        "description": "Sends the API key in clear text. Only for trusted networks.",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-jogg",
+        "name": "JoggAI",
+        "description": "`JoggAI <https://www.jogg.ai/>`__ lip sync: hook, operator, deferrable sensor.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "JoggAI",
+                "external-doc-url": "https://docs.jogg.ai/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "JoggAI", "python-modules": ["airflow_provider_jogg.hooks.jogg"]}],
+        "operators": [
+            {"integration-name": "JoggAI", "python-modules": ["airflow_provider_jogg.operators.lip_sync"]}
+        ],
+        "sensors": [
+            {"integration-name": "JoggAI", "python-modules": ["airflow_provider_jogg.sensors.lip_sync"]}
+        ],
+        "triggers": [
+            {"integration-name": "JoggAI", "python-modules": ["airflow_provider_jogg.triggers.lip_sync"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "jogg",
+                "hook-class-name": "airflow_provider_jogg.hooks.jogg.JoggHook",
+                "hook-name": "JoggAI",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }

@@ -1,0 +1,556 @@
+"""JoggHook: the connection, credentials and HTTP calls to the JoggAI API.
+
+The sync path uses one pooled ``requests.Session`` per worker process and account; the async path
+(used by the trigger) uses one ``aiohttp.ClientSession`` per event loop and base URL, shared by every
+trigger in the triggerer. What the answers mean, which failures are retried and how long to wait is
+decided in :mod:`airflow_provider_jogg.policy`, shared by both paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import os
+import threading
+import time
+import weakref
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+from urllib3.exceptions import NewConnectionError
+
+from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg._compat import aextra_dejson, aget_connection, amask_secret, mask_secret
+from airflow_provider_jogg.policy import (
+    CREATE_PATH,
+    DEFAULT_CONN_ID,
+    PLAYBACK_TYPES,
+    QUOTA_PATH,
+    STATUS_PATH,
+    UPLOAD_PATH,
+    WHOAMI_PATH,
+    JoggConnectionConfig,
+    JoggStatus,
+    LipSyncResult,
+    RetryAfterGate,
+    backoff_delay,
+    body_snippet,
+    gate_for,
+    is_create_retryable,
+    is_retryable,
+    parse_envelope,
+    parse_lip_sync_result,
+    validate_media_url,
+    validate_playback_type,
+    validate_task_id,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+    from airflow.sdk import Connection
+
+__all__ = ["AsyncJoggClient", "JoggHook", "JoggStatus", "LipSyncResult"]
+
+log = logging.getLogger(__name__)
+
+#: HTTP status codes of a storage upload (PUT to the pre-signed URL) that are worth another attempt
+_RETRY_PUT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def config_from_connection(conn: Connection, extra: dict[str, Any] | None = None) -> JoggConnectionConfig:
+    """Validate an Airflow connection into a :class:`JoggConnectionConfig`."""
+    return JoggConnectionConfig.from_connection(
+        conn.conn_id,
+        host=conn.host,
+        password=conn.password,
+        port=conn.port,
+        extra=conn.extra_dejson if extra is None else extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Retrying (shared by the sync and the async path)
+# --------------------------------------------------------------------------------------------------
+def _retry_kwargs(
+    config: JoggConnectionConfig, what: str, *, create: bool, max_retries: int | None
+) -> dict[str, Any]:
+    retries = config.max_retries if max_retries is None else max_retries
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return backoff_delay(state.attempt_number, config.retry_backoff, getattr(error, "retry_after", None))
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "Jogg %s failed (attempt %d of %d), retrying in %.2f s: %s",
+            what,
+            state.attempt_number,
+            retries + 1,
+            state.upcoming_sleep,
+            error,
+        )
+
+    return {
+        "retry": tenacity.retry_if_exception(is_create_retryable if create else is_retryable),
+        "stop": tenacity.stop_after_attempt(retries + 1),
+        "wait": wait,
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }
+
+
+def _close_gate_on_rate_limit(
+    gate: RetryAfterGate, error: exc.JoggAPIError, config: JoggConnectionConfig
+) -> None:
+    if isinstance(error, exc.JoggRateLimitError):
+        # every caller on this account waits, not only the one that saw the 429
+        gate.close_for(error.retry_after if error.retry_after is not None else config.retry_backoff)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sync transport
+# --------------------------------------------------------------------------------------------------
+_SESSIONS: dict[tuple[int, str, str], requests.Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session_for(config: JoggConnectionConfig) -> requests.Session:
+    """One keep-alive session per worker process and account (keyed by pid: forks get their own)."""
+    key = (os.getpid(), config.base_url, config.key_id)
+    session = _SESSIONS.get(key)
+    if session is None:
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get(key)
+            if session is None:
+                session = _SESSIONS[key] = requests.Session()
+    return session
+
+
+def _never_sent(error: BaseException) -> bool:
+    """True when ``requests`` failed before the request left: connection refused or not established."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (NewConnectionError, ConnectionRefusedError)):
+            return True
+        if isinstance(item, BaseException):
+            stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return False
+
+
+def _connection_error(error: requests.RequestException, what: str, timeout: float) -> exc.JoggConnectionError:
+    sent = not _never_sent(error)
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        reason = f"no complete answer within the {timeout:g} s timeout"
+    elif not sent:
+        reason = "could not connect (the request was not sent)"
+    else:
+        reason = "the connection failed before a complete answer arrived"
+    # the class name only: requests' text repeats the URL and adds nothing for the user
+    return exc.JoggConnectionError(f"Jogg {what}: {reason} ({type(error).__name__})", request_sent=sent)
+
+
+# --------------------------------------------------------------------------------------------------
+# Async transport
+# --------------------------------------------------------------------------------------------------
+class _SharedSession:
+    __slots__ = ("session", "users")
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.users = 0
+
+
+_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedSession]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
+    """
+    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL.
+
+    One pooled keep-alive session for thousands of triggers is what keeps a poll cheap; a session per
+    poll (new TCP connection each time) costs several times more CPU. The session is closed when its
+    last user releases it (:func:`release_shared_session`), so no session outlives its users.
+    """
+    import aiohttp
+
+    per_loop = _ASYNC_SESSIONS.setdefault(asyncio.get_running_loop(), {})
+    shared = per_loop.get(base_url)
+    if shared is None or shared.session.closed:
+        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
+        shared = per_loop[base_url] = _SharedSession(aiohttp.ClientSession(connector=connector))
+    shared.users += 1
+    return shared.session
+
+
+async def release_shared_session(base_url: str) -> None:
+    """Give a lease back; the last one out closes the session."""
+    per_loop = _ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+    shared = per_loop.get(base_url)
+    if shared is None:
+        return
+    shared.users -= 1
+    if shared.users <= 0:
+        del per_loop[base_url]
+        await shared.session.close()
+
+
+class AsyncJoggClient:
+    """
+    A lean async client for status polls: everything is resolved once, a poll is one request.
+
+    Use it as an async context manager: it leases the event loop's shared session on entry and
+    gives it back on exit::
+
+        async with await AsyncJoggClient.for_connection("jogg_default") as client:
+            result = await client.get_lip_sync_video(task_id)
+
+    :param config: resolved connection settings
+    """
+
+    def __init__(self, config: JoggConnectionConfig) -> None:
+        import aiohttp
+
+        self.config = config
+        self.gate = gate_for(config.base_url, config.key_id)
+        self._headers = config.headers()
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self._status_prefix = config.url(STATUS_PATH.format(task_id=""))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncJoggClient:
+        if self._session is None:
+            self._session = acquire_shared_session(self.config.base_url)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            self._session = None
+            await release_shared_session(self.config.base_url)
+
+    @classmethod
+    async def for_connection(cls, conn_id: str) -> AsyncJoggClient:
+        """Resolve an Airflow connection without blocking the event loop."""
+        conn = await aget_connection(conn_id)
+        config = config_from_connection(conn, extra=await aextra_dejson(conn))
+        await amask_secret(config.api_key)
+        return cls(config)
+
+    async def get_lip_sync_video(self, task_id: str) -> LipSyncResult:
+        """One status request, no retry. Raises a :class:`JoggAPIError` subclass on any failure."""
+        data = await self.request(
+            "GET", self._status_prefix + task_id, what=f"status of task {task_id}", task_id=task_id
+        )
+        return parse_lip_sync_result(data, task_id)
+
+    async def request(
+        self, method: str, url: str, *, what: str, task_id: str | None = None, json: Any = None
+    ) -> Any:
+        import aiohttp
+
+        wait = self.gate.remaining()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self._session is None:
+            raise RuntimeError("AsyncJoggClient used outside 'async with'")
+        try:
+            async with self._session.request(
+                method, url, headers=self._headers, timeout=self._timeout, json=json
+            ) as resp:
+                body = await resp.read()
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            raise exc.JoggConnectionError(
+                f"Jogg {what}: no complete answer within the {self.config.timeout:g} s timeout"
+            ) from None
+        except aiohttp.ClientConnectorError as error:
+            raise exc.JoggConnectionError(
+                f"Jogg {what}: could not connect ({type(error).__name__})", request_sent=False
+            ) from None
+        except aiohttp.ClientError as error:
+            raise exc.JoggConnectionError(
+                f"Jogg {what}: the connection failed before a complete answer arrived "
+                f"({type(error).__name__})"
+            ) from None
+        try:
+            return parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
+        except exc.JoggAPIError as error:
+            _close_gate_on_rate_limit(self.gate, error, self.config)
+            raise
+
+
+# --------------------------------------------------------------------------------------------------
+# The hook
+# --------------------------------------------------------------------------------------------------
+class JoggHook(BaseHook):
+    """
+    Talks to the JoggAI API with the key and settings of one Airflow connection.
+
+    Connection fields: **password** is the API key; **host** is the base URL with scheme (default
+    ``https://api.jogg.ai``; a path prefix such as ``/open`` is kept; ``http://`` only for loopback
+    unless the extra says ``"allow_insecure_http": true``). Extra JSON: ``api_platform`` (sent as
+    ``x-api-platform``), ``timeout`` (seconds per request, default 30), ``max_retries`` (retries after
+    the first attempt, default 3, 0 disables them), ``retry_backoff`` (first backoff in seconds,
+    default 1, doubling per attempt).
+
+    :param jogg_conn_id: the Airflow connection id
+    """
+
+    conn_name_attr = "jogg_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "jogg"
+    hook_name = "JoggAI"
+
+    PLAYBACK_TYPES: ClassVar[tuple[str, ...]] = PLAYBACK_TYPES
+
+    def __init__(self, jogg_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jogg_conn_id = jogg_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form: same content as ``ui-field-behaviour`` in the provider info."""
+        from airflow_provider_jogg.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    @cached_property
+    def config(self) -> JoggConnectionConfig:
+        """The connection, resolved and validated once per hook."""
+        config = config_from_connection(self.get_connection(self.jogg_conn_id))
+        mask_secret(config.api_key)
+        return config
+
+    def get_conn(self) -> requests.Session:
+        """The pooled ``requests.Session`` this hook uses."""
+        return _session_for(self.config)
+
+    # --- sync core ---
+    def _send(self, method: str, path: str, *, what: str, task_id: str | None, json: Any) -> Any:
+        config = self.config
+        gate = gate_for(config.base_url, config.key_id)
+        wait = gate.remaining()
+        if wait > 0:
+            self.log.info("Waiting %.2f s for Jogg's Retry-After before the %s", wait, what)
+            time.sleep(wait)
+        try:
+            resp = self.get_conn().request(
+                method, config.url(path), headers=config.headers(), json=json, timeout=config.timeout
+            )
+            body = resp.content
+        except requests.RequestException as error:
+            raise _connection_error(error, what, config.timeout) from None
+        try:
+            return parse_envelope(
+                resp.status_code,
+                body,
+                retry_after=resp.headers.get("Retry-After"),
+                what=what,
+                task_id=task_id,
+            )
+        except exc.JoggAPIError as error:
+            _close_gate_on_rate_limit(gate, error, config)
+            raise
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        task_id: str | None = None,
+        json: Any = None,
+        create: bool = False,
+        max_retries: int | None = None,
+    ) -> Any:
+        retrying = tenacity.Retrying(
+            **_retry_kwargs(self.config, what, create=create, max_retries=max_retries)
+        )
+        return retrying(self._send, method, path, what=what, task_id=task_id, json=json)
+
+    # --- API ---
+    def create_lip_sync_video(self, video_url: str, audio_url: str, playback_type: str = "normal") -> str:
+        """
+        Create a lip-sync task and return its Jogg task id. Bills credits.
+
+        .. note::
+            Sent again only when nothing can have been created (HTTP 429, or the connection was never
+            established). Any failure after the request was sent raises
+            :class:`JoggCreateUncertainError`: Jogg has no idempotency key, so a second request could
+            create and bill a second task.
+
+        :param video_url: http(s) URL of the source video
+        :param audio_url: http(s) URL of the target audio
+        :param playback_type: ``normal``, ``normal_reverse`` or ``normal_reverse_by_audio``
+        """
+        body = {
+            "video_url": validate_media_url(video_url, "video_url"),
+            "audio_url": validate_media_url(audio_url, "audio_url"),
+            "playback_type": validate_playback_type(playback_type),
+        }
+        what = "create lip-sync task"
+        try:
+            data = self._call("POST", CREATE_PATH, what=what, json=body, create=True)
+        except exc.JoggAPIError as error:
+            if is_create_retryable(error) or _refused(error):
+                raise
+            raise exc.JoggCreateUncertainError(
+                f"Creating the Jogg lip-sync task failed after the request was sent, so a task may have "
+                f"been created (and billed) anyway: {error}. Not sent again, to avoid a duplicate; check "
+                "the Jogg dashboard before running this task again.",
+                error,
+            ) from error
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise exc.JoggCreateUncertainError(
+                "Jogg accepted the create request but its answer has no task_id "
+                f"({body_snippet(repr(data).encode())!r}); "
+                "a task may have been created. Not sent again, to avoid a duplicate.",
+                exc.JoggResponseError("create answer without task_id"),
+            )
+        return task_id
+
+    def get_lip_sync_video(self, task_id: str, *, max_retries: int | None = None) -> LipSyncResult:
+        """
+        Read a lip-sync task. Transient failures are retried with backoff.
+
+        :param task_id: the Jogg task id
+        :param max_retries: override the connection's ``max_retries`` for this call
+        """
+        task_id = validate_task_id(task_id)
+        data = self._call(
+            "GET",
+            STATUS_PATH.format(task_id=task_id),
+            what=f"status of task {task_id}",
+            task_id=task_id,
+            max_retries=max_retries,
+        )
+        return parse_lip_sync_result(data, task_id)
+
+    async def aget_lip_sync_video(self, task_id: str) -> LipSyncResult:
+        """Async :meth:`get_lip_sync_video`, with the same retries; never blocks the event loop."""
+        task_id = validate_task_id(task_id)
+        async with await self.get_async_client() as client:
+            retrying = tenacity.AsyncRetrying(
+                **_retry_kwargs(client.config, f"status of task {task_id}", create=False, max_retries=None)
+            )
+            return await retrying(client.get_lip_sync_video, task_id)
+
+    async def get_async_client(self) -> AsyncJoggClient:
+        """An :class:`AsyncJoggClient` for this hook's connection (looked up asynchronously);
+        enter it with ``async with`` before use."""
+        return await AsyncJoggClient.for_connection(self.jogg_conn_id)
+
+    def whoami(self, *, max_retries: int | None = None) -> dict[str, Any]:
+        """The account behind the key: ``{"email": ..., "username": ...}``. Read-only."""
+        data = self._call("GET", WHOAMI_PATH, what="whoami", max_retries=max_retries)
+        return data if isinstance(data, dict) else {}
+
+    def get_remaining_quota(self) -> float:
+        """Credits left on the account. Read-only."""
+        data = self._call("GET", QUOTA_PATH, what="remaining quota")
+        quota = data.get("remaining_quota") if isinstance(data, dict) else None
+        if isinstance(quota, bool) or not isinstance(quota, (int, float)):
+            raise exc.JoggResponseError(
+                "Jogg's quota answer has no remaining_quota", body_snippet=repr(data)[:200]
+            )
+        return float(quota)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key with ``GET /v2/user/whoami``: read-only, creates and bills nothing."""
+        try:
+            # one retry at most: a person is waiting for the Test button
+            account = self.whoami(max_retries=min(self.config.max_retries, 1))
+        except Exception as error:
+            return False, str(error)
+        who = account.get("username") or account.get("email") or "an unnamed account"
+        return True, f"Connection successfully tested: connected to {self.config.base_url} as {who}"
+
+    def upload_asset(self, path: str | os.PathLike[str], content_type: str | None = None) -> str:
+        """
+        Upload a local file with Jogg's two-step flow and return the asset URL to use as
+        ``video_url``/``audio_url``. The file is streamed, never read into memory.
+
+        :param path: local file
+        :param content_type: MIME type; guessed from the file name when omitted
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise exc.JoggConfigError(f"Cannot upload {str(file)!r}: no such file.")
+        size = file.stat().st_size
+        if size < 1:
+            raise exc.JoggConfigError(f"Cannot upload {str(file)!r}: the file is empty.")
+        content_type = content_type or mimetypes.guess_type(file.name)[0]
+        if not content_type:
+            raise exc.JoggConfigError(
+                f"Cannot tell the content type of {str(file)!r} from its name; pass content_type, "
+                "e.g. 'video/mp4' or 'audio/mpeg'."
+            )
+        data = self._call(
+            "POST",
+            UPLOAD_PATH,
+            what=f"upload of {file.name}",
+            json={"filename": file.name, "content_type": content_type, "file_size": size},
+        )
+        sign_url = data.get("sign_url") if isinstance(data, dict) else None
+        asset_url = data.get("asset_url") if isinstance(data, dict) else None
+        if not isinstance(sign_url, str) or not isinstance(asset_url, str):
+            raise exc.JoggResponseError(
+                f"Jogg's upload answer for {file.name} lacks sign_url or asset_url "
+                "(an asset_id-only answer is the retired v1 API)",
+                body_snippet=repr(sorted(data) if isinstance(data, dict) else data)[:200],
+            )
+        tenacity.Retrying(
+            **_retry_kwargs(self.config, f"storage upload of {file.name}", create=False, max_retries=None)
+        )(self._put_file, sign_url, file, content_type, size)
+        self.log.info("Uploaded %s (%d bytes, %s) to Jogg storage", file.name, size, content_type)
+        return asset_url
+
+    def _put_file(self, sign_url: str, file: Path, content_type: str, size: int) -> None:
+        # no x-api-key here: the pre-signed URL goes to storage, not to the API
+        what = f"storage upload of {file.name}"
+        try:
+            with file.open("rb") as stream:
+                resp = self.get_conn().put(
+                    sign_url,
+                    data=stream,
+                    headers={"Content-Type": content_type, "Content-Length": str(size)},
+                    timeout=self.config.timeout,
+                )
+        except requests.RequestException as error:
+            raise _connection_error(error, what, self.config.timeout) from None
+        if resp.status_code in _RETRY_PUT_STATUSES:
+            raise exc.JoggTransientError(
+                f"Jogg {what} was refused for now",
+                http_status=resp.status_code,
+                body_snippet=body_snippet(resp.content),
+            )
+        if not 200 <= resp.status_code < 300:
+            raise exc.JoggFatalAPIError(
+                f"Jogg {what} failed", http_status=resp.status_code, body_snippet=body_snippet(resp.content)
+            )
+
+
+def _refused(error: exc.JoggAPIError) -> bool:
+    """Jogg answered and said no (a business code or a 4xx): no task was created."""
+    if error.code not in (None, 0, 50000):
+        return True
+    return error.http_status is not None and 400 <= error.http_status < 500 and error.http_status != 429

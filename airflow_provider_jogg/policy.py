@@ -1,0 +1,685 @@
+"""The provider's shared policy, imported by the hook, the operator, the sensor and the trigger.
+
+Everything that decides *what* happens lives here, once: lip-sync statuses and which are terminal,
+how a Jogg answer is parsed and mapped to an exception, which failures are retried and how long to
+wait, how input is validated, and the one shape of the trigger event. It does no I/O and imports no
+HTTP library, so the sync path (``requests``) and the async path (``aiohttp``) share it unchanged.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import hashlib
+import ipaddress
+import json
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_jogg import exceptions as exc
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_CONN_ID = "jogg_default"
+DEFAULT_BASE_URL = "https://api.jogg.ai"
+#: seconds per HTTP request (connect + read) unless the connection's extra says ``timeout``
+DEFAULT_TIMEOUT = 30.0
+#: retries after the first attempt unless the connection's extra says ``max_retries``
+DEFAULT_MAX_RETRIES = 3
+#: first backoff in seconds; doubles per attempt (extra ``retry_backoff``)
+DEFAULT_RETRY_BACKOFF = 1.0
+#: no single backoff waits longer than this (a ``Retry-After`` may ask for more, up to the cap below)
+MAX_BACKOFF = 60.0
+#: a ``Retry-After`` is honoured up to this many seconds; a larger value is treated as this
+RETRY_AFTER_CAP = 300.0
+#: jitter only ever adds, up to this fraction of the wait
+JITTER_FRACTION = 0.25
+#: characters of an unusable body quoted in error messages
+SNIPPET_CHARS = 200
+
+PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_by_audio")
+
+CREATE_PATH = "/v2/create_lip_sync_video"
+STATUS_PATH = "/v2/lip_sync_video/{task_id}"
+WHOAMI_PATH = "/v2/user/whoami"
+QUOTA_PATH = "/v2/user/remaining_quota"
+UPLOAD_PATH = "/v2/upload/asset"
+
+
+class JoggStatus(str, enum.Enum):
+    """Documented statuses of a Jogg lip-sync task. The API may add others: those are not terminal."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    @classmethod
+    def is_terminal(cls, status: str) -> bool:
+        return status in _TERMINAL
+
+    @classmethod
+    def is_known(cls, status: str) -> bool:
+        return status in _KNOWN
+
+
+_TERMINAL = frozenset({JoggStatus.SUCCESS.value, JoggStatus.FAILED.value})
+_KNOWN = frozenset(s.value for s in JoggStatus)
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LipSyncResult:
+    """
+    One answer of ``GET /v2/lip_sync_video/{task_id}``.
+
+    :param task_id: Jogg task id
+    :param status: lowercase Jogg status (``pending``, ``processing``, ``success``, ``failed``, or a new one)
+    :param result_url: URL of the lip-synced video (on success)
+    :param cover_url: URL of the cover image (on success)
+    :param duration_seconds: length of the output video (on success)
+    :param created_at: creation time, epoch seconds
+    :param completed_at: completion time, epoch seconds
+    :param error_message: Jogg's ``error.message`` (on failure)
+    """
+
+    task_id: str
+    status: str
+    result_url: str | None = None
+    cover_url: str | None = None
+    duration_seconds: float | None = None
+    created_at: int | None = None
+    completed_at: int | None = None
+    error_message: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return JoggStatus.is_terminal(self.status)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == JoggStatus.SUCCESS.value
+
+    @property
+    def failed(self) -> bool:
+        return self.status == JoggStatus.FAILED.value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain-JSON dict returned by the sensor and carried in trigger events."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> LipSyncResult:
+        """Rebuild from :meth:`to_dict` output, e.g. an event payload. Raises ``JoggEventError``."""
+        try:
+            task_id, status = value["task_id"], value["status"]
+        except (KeyError, TypeError):
+            raise exc.JoggEventError(f"Result without task_id or status: {_short(value)}") from None
+        if not isinstance(task_id, str) or not isinstance(status, str) or not status:
+            raise exc.JoggEventError(f"Result with invalid task_id or status: {_short(value)}")
+        known = {f: value.get(f) for f in cls.__dataclass_fields__ if f not in ("task_id", "status")}
+        return cls(task_id=task_id, status=status, **known)
+
+
+def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
+    """
+    Turn the ``data`` of a status answer into a :class:`LipSyncResult`.
+
+    A missing or non-string ``status`` is an error, never read as success.
+    """
+    if not isinstance(data, dict):
+        raise exc.JoggResponseError(
+            f"Jogg's answer for task {task_id} has no 'data' object", body_snippet=_short(data)
+        )
+    status = data.get("status")
+    if not isinstance(status, str) or not status.strip():
+        raise exc.JoggResponseError(
+            f"Jogg's answer for task {task_id} has no 'status'", body_snippet=_short(data)
+        )
+    output: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
+    error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
+    returned_id = data.get("task_id")
+    return LipSyncResult(
+        task_id=returned_id if isinstance(returned_id, str) and returned_id else task_id,
+        status=status.strip().lower(),
+        result_url=_opt_str(output.get("result_url")),
+        cover_url=_opt_str(output.get("cover_url")),
+        duration_seconds=_opt_float(output.get("duration_seconds")),
+        created_at=_opt_int(data.get("created_at")),
+        completed_at=_opt_int(data.get("completed_at")),
+        error_message=_opt_str(error.get("message")),
+    )
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _opt_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _opt_int(value: Any) -> int | None:
+    number = _opt_float(value)
+    return int(number) if number is not None else None
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text[:SNIPPET_CHARS]
+
+
+# --------------------------------------------------------------------------------------------------
+# Answers: HTTP status first, then the business code
+# --------------------------------------------------------------------------------------------------
+_CODE_ERRORS: dict[int, tuple[type[exc.JoggAPIError], str]] = {
+    10104: (exc.JoggTaskNotFoundError, "Jogg has no record for this request (record not found)"),
+    10105: (exc.JoggAuthError, "Jogg rejected the API key: check the connection's password (API Key)"),
+    18020: (exc.JoggInsufficientCreditError, "The Jogg account has run out of credits"),
+    18025: (exc.JoggPermissionError, "The Jogg account's plan has no permission to call the API"),
+    40000: (exc.JoggParameterError, "Jogg rejected a parameter of the request"),
+    50000: (exc.JoggServerError, "Jogg reported a system error"),
+}
+
+
+def body_snippet(body: bytes) -> str:
+    """A short, printable quote of a body for error messages."""
+    return body[:SNIPPET_CHARS].decode("utf-8", errors="replace")
+
+
+def parse_envelope(
+    http_status: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    what: str = "request",
+    task_id: str | None = None,
+) -> Any:
+    """
+    Check one Jogg answer on both levels and return its ``data``.
+
+    :param http_status: the HTTP status
+    :param body: the raw body
+    :param retry_after: the ``Retry-After`` header, if any
+    :param what: what was asked, for messages (``"create"``, ``"status of task X"``)
+    :param task_id: the task id asked about, named in a "not found" error
+    :raises JoggAPIError: a subclass that says what went wrong
+    """
+    # 1. HTTP status first: gateways answer 429/5xx with HTML or nothing at all
+    if http_status == 429:
+        wait = parse_retry_after(retry_after)
+        raise exc.JoggRateLimitError(
+            f"Jogg rate limit hit on {what}"
+            + (f"; retry after {wait:g} s" if wait is not None else "; no Retry-After given"),
+            retry_after=wait,
+            http_status=http_status,
+            **_envelope_fields(body),
+        )
+    if http_status >= 500:
+        raise exc.JoggServerError(
+            f"Jogg server error on {what}", http_status=http_status, **_envelope_fields(body)
+        )
+
+    # 2. the envelope
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        cls: type[exc.JoggAPIError] = (
+            exc.JoggMalformedResponseError if 200 <= http_status < 300 else exc.JoggAPIError
+        )
+        raise cls(
+            f"Jogg answered {what} with a body that is not JSON",
+            http_status=http_status,
+            body_snippet=body_snippet(body),
+        ) from None
+    code = envelope.get("code") if isinstance(envelope, dict) else None
+    if isinstance(code, bool) or not isinstance(code, int):
+        if 200 <= http_status < 300:
+            raise exc.JoggResponseError(
+                f"Jogg answered {what} without a business code",
+                http_status=http_status,
+                body_snippet=body_snippet(body),
+            )
+        raise exc.JoggAPIError(
+            f"Jogg answered {what} with HTTP {http_status}",
+            http_status=http_status,
+            body_snippet=body_snippet(body),
+        )
+    msg = envelope.get("msg") if isinstance(envelope.get("msg"), str) else None
+
+    # 3. the business code
+    if code != 0:
+        cls, summary = _CODE_ERRORS.get(code, (exc.JoggFatalAPIError, f"Jogg refused {what}"))
+        if cls is exc.JoggTaskNotFoundError and task_id is not None:
+            summary = f"Jogg has no lip-sync task with id {task_id!r}"
+        elif cls is not exc.JoggTaskNotFoundError:
+            summary = f"{summary} ({what})"
+        raise cls(summary, http_status=http_status, code=code, jogg_message=msg)
+    if not 200 <= http_status < 300:
+        raise exc.JoggAPIError(
+            f"Jogg answered {what} with HTTP {http_status}",
+            http_status=http_status,
+            code=code,
+            jogg_message=msg,
+        )
+    if "data" not in envelope or envelope["data"] is None:
+        raise exc.JoggResponseError(
+            f"Jogg answered {what} without 'data'",
+            http_status=http_status,
+            code=code,
+            jogg_message=msg,
+            body_snippet=body_snippet(body),
+        )
+    return envelope["data"]
+
+
+def _envelope_fields(body: bytes) -> dict[str, Any]:
+    """Best-effort code/msg of an error body, else a snippet of it."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {"body_snippet": body_snippet(body)} if body else {}
+    if isinstance(envelope, dict) and isinstance(envelope.get("code"), int):
+        msg = envelope.get("msg")
+        return {"code": envelope["code"], "jogg_message": msg if isinstance(msg, str) else None}
+    return {"body_snippet": body_snippet(body)}
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """
+    Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped at
+    :data:`RETRY_AFTER_CAP`. ``None`` when absent or unreadable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment is None:  # pragma: no cover - older Pythons
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+# --------------------------------------------------------------------------------------------------
+# Retry policy
+# --------------------------------------------------------------------------------------------------
+def is_retryable(error: BaseException) -> bool:
+    """Whether a read-only request (status, account, upload) may be sent again after ``error``."""
+    return isinstance(error, exc.JoggAPIError) and error.transient
+
+
+def is_create_retryable(error: BaseException) -> bool:
+    """
+    Whether the create call may be sent again after ``error``.
+
+    Only two failures prove that nothing was created: an HTTP 429, and a connection that was never
+    established. Everything else may have created (and billed) a task.
+    """
+    if isinstance(error, exc.JoggRateLimitError):
+        return True
+    return isinstance(error, exc.JoggConnectionError) and not error.request_sent
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """
+    Seconds to wait before retry number ``attempt`` (1-based).
+
+    Exponential from ``base``, capped at :data:`MAX_BACKOFF`, never shorter than ``retry_after``;
+    jitter only adds (up to :data:`JITTER_FRACTION`), so a ``Retry-After`` is never undercut.
+    """
+    delay = min(base * (2 ** max(attempt - 1, 0)), MAX_BACKOFF)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay + random.uniform(0, delay * JITTER_FRACTION)
+
+
+class RetryAfterGate:
+    """
+    The earliest wall-clock time the next request to one Jogg account may be sent.
+
+    A 429 with ``Retry-After`` closes the gate for every caller in the process that uses the same
+    base URL and key (hook instances, pokes, triggers), not only the request that saw it.
+    """
+
+    __slots__ = ("_lock", "open_at")
+
+    def __init__(self) -> None:
+        self.open_at = 0.0
+        self._lock = threading.Lock()
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self.open_at = max(self.open_at, time.time() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds until the gate opens (0 when open)."""
+        return max(self.open_at - time.time(), 0.0)
+
+
+_GATES: dict[tuple[str, str], RetryAfterGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def gate_for(base_url: str, key_id: str) -> RetryAfterGate:
+    """The process-wide gate for one account (``key_id`` is a fingerprint, never the key)."""
+    try:
+        return _GATES[(base_url, key_id)]
+    except KeyError:
+        with _GATES_LOCK:
+            return _GATES.setdefault((base_url, key_id), RetryAfterGate())
+
+
+# --------------------------------------------------------------------------------------------------
+# Connection settings and input validation
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JoggConnectionConfig:
+    """
+    Everything a client needs from an Airflow connection, resolved and validated once.
+
+    :param base_url: API base URL with scheme and optional path prefix, no trailing slash
+    :param api_key: the API key (kept out of ``repr``)
+    :param api_platform: value for the ``x-api-platform`` header
+    :param timeout: seconds per request
+    :param max_retries: retries after the first attempt for requests that are safe to repeat
+    :param retry_backoff: first backoff in seconds
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    api_platform: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+
+    @property
+    def key_id(self) -> str:
+        """A short fingerprint that tells keys apart without revealing them (cache and gate keys)."""
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-api-key": self.api_key, "Accept": "application/json"}
+        if self.api_platform:
+            headers["x-api-platform"] = self.api_platform
+        return headers
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @classmethod
+    def from_connection(
+        cls,
+        conn_id: str,
+        *,
+        host: str | None,
+        password: str | None,
+        port: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> JoggConnectionConfig:
+        """Validate one Airflow connection's fields. Raises :class:`JoggConfigError` naming the connection."""
+        # forms may store extras with the "extra__jogg__" prefix; accept both spellings
+        extra = {str(k).removeprefix("extra__jogg__"): v for k, v in (extra or {}).items()}
+        if not password:
+            raise exc.JoggConfigError(
+                f"Connection {conn_id!r} has no API key: put your JoggAI API key in its password "
+                "(shown as 'API Key' in the connection form)."
+            )
+        allow_insecure = _extra_bool(conn_id, extra, "allow_insecure_http", False)
+        platform = extra.get("api_platform")
+        if platform is not None and not isinstance(platform, str):
+            raise exc.JoggConfigError(f"Connection {conn_id!r}: extra 'api_platform' must be a string.")
+        return cls(
+            base_url=normalize_base_url(conn_id, host, port, allow_insecure_http=allow_insecure),
+            api_key=password,
+            api_platform=platform or None,
+            timeout=_extra_number(conn_id, extra, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
+            max_retries=int(_extra_number(conn_id, extra, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
+            retry_backoff=_extra_number(conn_id, extra, "retry_backoff", DEFAULT_RETRY_BACKOFF),
+        )
+
+
+def normalize_base_url(
+    conn_id: str, host: str | None, port: int | None = None, *, allow_insecure_http: bool = False
+) -> str:
+    """
+    The base URL from a connection's host: scheme required for http, ``https://`` assumed otherwise.
+
+    A plain ``http://`` URL is refused for any host other than loopback unless
+    ``allow_insecure_http`` is set: the API key would cross the network in clear text.
+    """
+    raw = (host or "").strip() or DEFAULT_BASE_URL
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = f"scheme {parts.scheme!r} is not http or https"
+    elif not parts.hostname:
+        problem = "it has no host name"
+    elif parts.query or parts.fragment:
+        problem = "it must not have a query string or fragment"
+    if problem:
+        raise exc.JoggConfigError(
+            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} is invalid: {problem}. "
+            "Use e.g. 'https://api.jogg.ai' or 'https://api.jogg.ai/open'."
+        )
+    netloc = parts.netloc
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        raise exc.JoggConfigError(
+            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} has an invalid port."
+        ) from None
+    if port and not has_port:
+        netloc = f"{netloc}:{port}"
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname or ""):
+        raise exc.JoggConfigError(
+            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} uses plain http:// for a host "
+            "that is not loopback, which would send the API key in clear text. Use https://, or set "
+            '"allow_insecure_http": true in the connection extra if this is really intended.'
+        )
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _redact_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
+    return url
+
+
+def is_loopback(hostname: str) -> bool:
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _extra_number(
+    conn_id: str,
+    extra: Mapping[str, Any],
+    name: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    integer: bool = False,
+) -> float:
+    value = extra.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < minimum or (integer and not number.is_integer()):
+        kind = "a whole number" if integer else "a number"
+        raise exc.JoggConfigError(
+            f"Connection {conn_id!r}: extra {name!r} must be {kind} >= {minimum:g}, got {value!r}."
+        )
+    return number
+
+
+def _extra_bool(conn_id: str, extra: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = extra.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise exc.JoggConfigError(f"Connection {conn_id!r}: extra {name!r} must be true or false, got {value!r}.")
+
+
+def validate_media_url(value: Any, name: str) -> str:
+    """A ``video_url``/``audio_url`` must be an absolute http(s) URL with a host."""
+    if not isinstance(value, str) or not value.strip():
+        raise exc.JoggConfigError(f"{name} must be an http(s) URL, got {value!r}.")
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise exc.JoggConfigError(
+            f"{name} must be an absolute http:// or https:// URL that Jogg can download, got {value!r}. "
+            "Upload local files first (JoggHook.upload_asset) and pass the asset URL it returns."
+        )
+    return value
+
+
+def validate_playback_type(value: Any) -> str:
+    if value not in PLAYBACK_TYPES:
+        raise exc.JoggConfigError(
+            f"playback_type must be one of {', '.join(repr(p) for p in PLAYBACK_TYPES)}, got {value!r}."
+        )
+    return str(value)
+
+
+def validate_task_id(value: Any) -> str:
+    """A Jogg task id: a non-empty string without slashes or whitespace (it goes into a URL path)."""
+    if not isinstance(value, str) or not value.strip() or value in ("None", "none", "null"):
+        raise exc.JoggConfigError(
+            f"jogg_task_id must be the Jogg task id returned by LipSyncOperator, got {value!r}. "
+            "Check that the template pulls the operator's XCom, "
+            "e.g. \"{{ ti.xcom_pull(task_ids='lip_sync') }}\"."
+        )
+    value = value.strip()
+    if any(c in value for c in "/?#%") or any(c.isspace() for c in value):
+        raise exc.JoggConfigError(f"jogg_task_id {value!r} is not a valid Jogg task id.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The trigger event: one deterministic shape
+# --------------------------------------------------------------------------------------------------
+class EventStatus(str, enum.Enum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+_EVENT_STATUSES = frozenset(s.value for s in EventStatus)
+
+#: errors a trigger may report; anything else in an event is itself an error
+_EVENT_ERRORS: dict[str, type[exc.JoggFatalError]] = {
+    cls.__name__: cls
+    for cls in (
+        exc.JoggConfigError,
+        exc.JoggFatalAPIError,
+        exc.JoggResponseError,
+        exc.JoggAuthError,
+        exc.JoggPermissionError,
+        exc.JoggInsufficientCreditError,
+        exc.JoggParameterError,
+        exc.JoggTaskNotFoundError,
+    )
+}
+_API_ERROR_FIELDS = ("http_status", "code", "jogg_message", "body_snippet")
+
+
+def result_event(result: LipSyncResult) -> dict[str, Any]:
+    status = EventStatus.SUCCESS if result.succeeded else EventStatus.FAILED
+    return {"status": status.value, "task_id": result.task_id, "result": result.to_dict()}
+
+
+def timeout_event(task_id: str, end_time: float) -> dict[str, Any]:
+    return {
+        "status": EventStatus.TIMEOUT.value,
+        "task_id": task_id,
+        "message": f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
+        "(epoch seconds); the sensor's timeout passed.",
+    }
+
+
+def error_event(task_id: str, error: exc.JoggError) -> dict[str, Any]:
+    """An event for an error that ends the wait (never a transient one: those are retried)."""
+    name = type(error).__name__
+    if name not in _EVENT_ERRORS:
+        name = exc.JoggFatalAPIError.__name__ if isinstance(error, exc.JoggAPIError) else "JoggConfigError"
+    info: dict[str, Any] = {"type": name, "summary": getattr(error, "summary", str(error))}
+    if isinstance(error, exc.JoggAPIError):
+        info.update({f: getattr(error, f) for f in _API_ERROR_FIELDS})
+    return {"status": EventStatus.ERROR.value, "task_id": task_id, "message": str(error), "error": info}
+
+
+@dataclass(frozen=True)
+class LipSyncEvent:
+    """A validated trigger event."""
+
+    status: EventStatus
+    task_id: str
+    result: LipSyncResult | None = None
+    message: str = ""
+    error: exc.JoggFatalError | None = None
+
+
+def parse_event(event: Any) -> LipSyncEvent:
+    """
+    Validate a trigger event. Anything that does not have the documented shape raises
+    :class:`JoggEventError`; a missing or unknown status is never read as success.
+    """
+    if not isinstance(event, dict):
+        raise exc.JoggEventError(f"Jogg trigger event must be a dict, got {_short(event)}")
+    status, task_id = event.get("status"), event.get("task_id")
+    if status not in _EVENT_STATUSES:
+        raise exc.JoggEventError(f"Jogg trigger event has an unknown status {status!r}: {_short(event)}")
+    if not isinstance(task_id, str) or not task_id:
+        raise exc.JoggEventError(f"Jogg trigger event has no task_id: {_short(event)}")
+    kind = EventStatus(status)
+    message: str = event["message"] if isinstance(event.get("message"), str) else ""
+    if kind in (EventStatus.SUCCESS, EventStatus.FAILED):
+        result = LipSyncResult.from_dict(event.get("result") or {})
+        if result.status != kind.value or result.task_id != task_id:
+            raise exc.JoggEventError(f"Jogg trigger event contradicts itself: {_short(event)}")
+        return LipSyncEvent(kind, task_id, result=result, message=message)
+    if kind is EventStatus.ERROR:
+        info = event.get("error")
+        if not isinstance(info, dict) or info.get("type") not in _EVENT_ERRORS:
+            raise exc.JoggEventError(f"Jogg trigger error event without a known error type: {_short(event)}")
+        cls = _EVENT_ERRORS[info["type"]]
+        summary = str(info.get("summary") or message)
+        error: exc.JoggFatalError
+        if issubclass(cls, exc.JoggAPIError):
+            error = cls(summary, **{f: info.get(f) for f in _API_ERROR_FIELDS})
+        else:
+            error = cls(summary)
+        return LipSyncEvent(kind, task_id, message=message, error=error)
+    return LipSyncEvent(kind, task_id, message=message)
