@@ -550,7 +550,9 @@ class JoggHook(BaseHook):
 
 
 def _refused(error: exc.JoggAPIError) -> bool:
-    """Jogg answered and said no (a business code or a 4xx): no task was created."""
-    if error.code not in (None, 0, 50000):
+    """Jogg answered and said no (a business code, or a 4xx): no task was created."""
+    if error.transient:  # 5xx, code 50000, broken bodies and connections: the outcome is unknown
+        return False
+    if error.code not in (None, 0):
         return True
-    return error.http_status is not None and 400 <= error.http_status < 500 and error.http_status != 429
+    return error.http_status is not None and 400 <= error.http_status < 500

@@ -1,0 +1,439 @@
+"""The shared policy: answer parsing, error mapping, retry rules, validation, the event shape."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg.policy import (
+    JITTER_FRACTION,
+    MAX_BACKOFF,
+    RETRY_AFTER_CAP,
+    EventStatus,
+    JoggConnectionConfig,
+    JoggStatus,
+    LipSyncResult,
+    backoff_delay,
+    error_event,
+    is_create_retryable,
+    is_retryable,
+    parse_envelope,
+    parse_event,
+    parse_lip_sync_result,
+    parse_retry_after,
+    result_event,
+    timeout_event,
+    validate_media_url,
+    validate_playback_type,
+    validate_task_id,
+)
+
+
+def envelope(code: int = 0, msg: str = "Success", data: object = None) -> bytes:
+    return json.dumps({"code": code, "msg": msg, "data": data}).encode()
+
+
+# --- answers ---------------------------------------------------------------------------------------
+def test_success_returns_data():
+    assert parse_envelope(200, envelope(data={"task_id": "t1"})) == {"task_id": "t1"}
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (10104, exc.JoggTaskNotFoundError),
+        (10105, exc.JoggAuthError),
+        (18020, exc.JoggInsufficientCreditError),
+        (18025, exc.JoggPermissionError),
+        (40000, exc.JoggParameterError),
+        (50000, exc.JoggServerError),
+        (12345, exc.JoggFatalAPIError),
+    ],
+    ids=["not-found", "auth", "credit", "permission", "parameter", "system", "unknown-code"],
+)
+def test_business_codes_map_to_typed_errors(code, cls):
+    with pytest.raises(cls) as info:
+        parse_envelope(200, envelope(code, "the reason"), what="create lip-sync task")
+    error = info.value
+    assert type(error) is cls
+    assert (error.http_status, error.code, error.jogg_message) == (200, code, "the reason")
+    # the message names the HTTP status, the code and Jogg's msg
+    assert "HTTP status: 200" in str(error)
+    assert f"business code: {code}" in str(error)
+    assert "the reason" in str(error)
+    assert error.transient is (code == 50000)
+
+
+def test_fatal_codes_are_airflow_fail_exceptions():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    for code in (10104, 10105, 18020, 18025, 40000):
+        with pytest.raises(AirflowFailException):
+            parse_envelope(200, envelope(code))
+
+
+def test_not_found_names_the_task_id_and_code():
+    with pytest.raises(exc.JoggTaskNotFoundError) as info:
+        parse_envelope(200, envelope(10104, "Record not found"), task_id="abc-123")
+    assert "'abc-123'" in str(info.value)
+    assert "10104" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html><body>502 Bad Gateway</body></html>", b"", envelope(0, data={"x": 1})],
+    ids=["html", "empty", "success-envelope"],
+)
+def test_http_status_is_classified_before_the_body(body):
+    with pytest.raises(exc.JoggRateLimitError):
+        parse_envelope(429, body, retry_after="7")
+    with pytest.raises(exc.JoggServerError) as info:
+        parse_envelope(502, body)
+    assert info.value.http_status == 502
+
+
+def test_rate_limit_carries_retry_after():
+    with pytest.raises(exc.JoggRateLimitError) as info:
+        parse_envelope(429, b"", retry_after="7")
+    assert info.value.retry_after == 7.0
+    with pytest.raises(exc.JoggRateLimitError) as info:
+        parse_envelope(429, b"")
+    assert info.value.retry_after is None
+
+
+def test_non_json_body_is_transient_with_snippet():
+    with pytest.raises(exc.JoggMalformedResponseError) as info:
+        parse_envelope(200, b"Internal error, please retry")
+    assert info.value.transient
+    assert "Internal error, please retry" in str(info.value)
+
+
+def test_truncated_json_is_transient():
+    with pytest.raises(exc.JoggMalformedResponseError):
+        parse_envelope(200, envelope(data={"task_id": "t"})[:20])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"code": 0, "msg": "ok"}', b'{"code": 0, "msg": "ok", "data": null}', b'{"msg": "ok"}', b"[1, 2]"],
+    ids=["no-data", "null-data", "no-code", "not-an-object"],
+)
+def test_wrong_shape_is_a_response_error(body):
+    with pytest.raises(exc.JoggResponseError):
+        parse_envelope(200, body)
+
+
+def test_4xx_without_envelope_is_not_transient():
+    with pytest.raises(exc.JoggAPIError) as info:
+        parse_envelope(403, b"<html>Forbidden</html>")
+    assert not info.value.transient
+    assert info.value.http_status == 403
+    assert "Forbidden" in str(info.value)
+
+
+# --- results ---------------------------------------------------------------------------------------
+def test_result_parsing_full():
+    data = {
+        "task_id": "t1",
+        "status": "SUCCESS",
+        "created_at": 1741500000,
+        "completed_at": 1741500030,
+        "data": {"result_url": "https://r/v.mp4", "cover_url": "https://r/c.jpg", "duration_seconds": 12.5},
+        "error": None,
+    }
+    result = parse_lip_sync_result(data, "t1")
+    assert result == LipSyncResult(
+        task_id="t1",
+        status="success",
+        result_url="https://r/v.mp4",
+        cover_url="https://r/c.jpg",
+        duration_seconds=12.5,
+        created_at=1741500000,
+        completed_at=1741500030,
+    )
+    assert result.succeeded
+    assert result.is_terminal
+    assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
+
+
+def test_failed_result_keeps_error_message():
+    result = parse_lip_sync_result({"status": "failed", "error": {"message": "audio fetch failed"}}, "t9")
+    assert result.failed
+    assert result.task_id == "t9"
+    assert result.error_message == "audio fetch failed"
+
+
+@pytest.mark.parametrize("data", [{"task_id": "t"}, {"status": ""}, {"status": 3}, None, []])
+def test_missing_status_is_never_success(data):
+    with pytest.raises(exc.JoggResponseError):
+        parse_lip_sync_result(data, "t")
+
+
+def test_statuses():
+    assert JoggStatus.is_terminal("success")
+    assert JoggStatus.is_terminal("failed")
+    assert not JoggStatus.is_terminal("pending")
+    assert not JoggStatus.is_terminal("processing")
+    assert not JoggStatus.is_terminal("queued")
+    assert not JoggStatus.is_known("queued")
+
+
+# --- retry rules -------------------------------------------------------------------------------------
+def test_retry_after_seconds_and_dates():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after("100000") == RETRY_AFTER_CAP
+    assert RETRY_AFTER_CAP >= 60
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= parse_retry_after(date, now=now) <= 31
+
+
+def test_backoff_grows_caps_and_never_undercuts_retry_after():
+    for attempt in range(1, 12):
+        base = min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF)
+        delay = backoff_delay(attempt, 0.5)
+        assert base <= delay <= base * (1 + JITTER_FRACTION)
+    for _ in range(50):
+        assert backoff_delay(1, 0.01, retry_after=5.0) >= 5.0
+
+
+def test_which_failures_are_retried():
+    rate = exc.JoggRateLimitError("r", retry_after=1)
+    refused = exc.JoggConnectionError("c", request_sent=False)
+    reset = exc.JoggConnectionError("c", request_sent=True)
+    server = exc.JoggServerError("s", http_status=503)
+    garbled = exc.JoggMalformedResponseError("m")
+    auth = exc.JoggAuthError("a", code=10105)
+    for error in (rate, refused, reset, server, garbled):
+        assert is_retryable(error)
+    assert not is_retryable(auth)
+    assert not is_retryable(ValueError())
+    # create: only what proves nothing was created
+    assert is_create_retryable(rate)
+    assert is_create_retryable(refused)
+    for error in (reset, server, garbled, auth):
+        assert not is_create_retryable(error)
+
+
+# --- connection and input ---------------------------------------------------------------------------
+def make_config(host, password="k", port=None, **extra):
+    return JoggConnectionConfig.from_connection(
+        "jogg_x", host=host, password=password, port=port, extra=extra
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (None, "https://api.jogg.ai"),
+        ("", "https://api.jogg.ai"),
+        ("https://api.jogg.ai/", "https://api.jogg.ai"),
+        ("https://api.jogg.ai/open", "https://api.jogg.ai/open"),
+        ("api.jogg.ai/open/", "https://api.jogg.ai/open"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("http://localhost:9/open", "http://localhost:9/open"),
+        ("http://[::1]:9", "http://[::1]:9"),
+    ],
+)
+def test_base_url(host, expected):
+    assert make_config(host).base_url == expected
+
+
+def test_port_field_is_used_when_host_has_none():
+    assert make_config("https://jogg.internal", port=8443).base_url == "https://jogg.internal:8443"
+
+
+@pytest.mark.parametrize(
+    "host", ["ftp://api.jogg.ai", "https://", "https://api.jogg.ai?x=1", "https://h:99999"], ids=str
+)
+def test_invalid_base_url(host):
+    with pytest.raises(exc.JoggConfigError, match="jogg_x"):
+        make_config(host)
+
+
+def test_plain_http_refused_off_loopback_unless_allowed():
+    with pytest.raises(exc.JoggConfigError, match="allow_insecure_http"):
+        make_config("http://jogg.example.com")
+    assert make_config("http://jogg.example.com", allow_insecure_http=True).base_url.startswith("http://")
+    assert make_config("http://jogg.example.com", allow_insecure_http="true").base_url.startswith("http://")
+
+
+def test_missing_key_names_the_connection():
+    with pytest.raises(exc.JoggConfigError, match="'jogg_x' has no API key"):
+        make_config("https://api.jogg.ai", password=None)
+
+
+def test_extras_are_parsed_and_checked():
+    config = make_config(
+        "https://api.jogg.ai", api_platform="airflow", timeout="12.5", max_retries=0, retry_backoff=0.2
+    )
+    assert (config.api_platform, config.timeout, config.max_retries, config.retry_backoff) == (
+        "airflow",
+        12.5,
+        0,
+        0.2,
+    )
+    assert config.headers() == {"x-api-key": "k", "Accept": "application/json", "x-api-platform": "airflow"}
+    assert make_config(None, extra__jogg__timeout=4).timeout == 4
+    for bad in (
+        {"timeout": 0},
+        {"timeout": "x"},
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"api_platform": 3},
+    ):
+        with pytest.raises(exc.JoggConfigError, match="jogg_x"):
+            make_config(None, **bad)
+
+
+def test_key_not_in_repr_and_fingerprint_differs():
+    a, b = make_config(None, password="secret-A"), make_config(None, password="secret-B")
+    assert "secret-A" not in repr(a)
+    assert "secret-A" not in a.key_id
+    assert a.key_id != b.key_id
+
+
+@pytest.mark.parametrize(
+    "url", ["", None, "/tmp/x.mp4", "file:///tmp/x.mp4", "s3://b/k.mp4", "https://", "https://a b/c"], ids=str
+)
+def test_media_url_must_be_http(url):
+    with pytest.raises(exc.JoggConfigError, match="video_url"):
+        validate_media_url(url, "video_url")
+
+
+def test_media_url_ok():
+    assert validate_media_url(" https://cdn.example/v.mp4 ", "video_url") == "https://cdn.example/v.mp4"
+
+
+def test_playback_type_lists_allowed_values():
+    assert validate_playback_type("normal_reverse") == "normal_reverse"
+    with pytest.raises(exc.JoggConfigError) as info:
+        validate_playback_type("reverse")
+    for allowed in ("normal", "normal_reverse", "normal_reverse_by_audio"):
+        assert allowed in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["", None, "None", "a/b", "a b", 12])
+def test_invalid_task_id(value):
+    with pytest.raises(exc.JoggConfigError):
+        validate_task_id(value)
+
+
+# --- events ------------------------------------------------------------------------------------------
+def test_event_round_trips():
+    ok = LipSyncResult(task_id="t", status="success", result_url="https://r")
+    parsed = parse_event(json.loads(json.dumps(result_event(ok))))
+    assert parsed.status is EventStatus.SUCCESS
+    assert parsed.result == ok
+
+    bad = LipSyncResult(task_id="t", status="failed", error_message="boom")
+    assert parse_event(result_event(bad)).status is EventStatus.FAILED
+
+    timeout = parse_event(timeout_event("t", 1700000000.0))
+    assert timeout.status is EventStatus.TIMEOUT
+    assert "1700000000" in timeout.message
+
+    err = parse_event(
+        error_event("t", exc.JoggAuthError("bad key", http_status=401, code=10105, jogg_message="no"))
+    )
+    assert isinstance(err.error, exc.JoggAuthError)
+    assert (err.error.http_status, err.error.code, err.error.jogg_message) == (401, 10105, "no")
+
+    cfg = parse_event(error_event("t", exc.JoggConfigError("conn missing")))
+    assert isinstance(cfg.error, exc.JoggConfigError)
+    assert "conn missing" in str(cfg.error)
+
+
+def test_event_payload_is_deterministic():
+    ok = LipSyncResult(task_id="t", status="success", result_url="https://r")
+    assert result_event(ok) == result_event(ok)
+    assert timeout_event("t", 5.0) == timeout_event("t", 5.0)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        "success",
+        {},
+        {"status": "done", "task_id": "t"},
+        {"status": "success"},
+        {"status": "success", "task_id": "t"},
+        {"status": "success", "task_id": "t", "result": {"task_id": "t", "status": "processing"}},
+        {"status": "success", "task_id": "t", "result": {"task_id": "other", "status": "success"}},
+        {"status": "error", "task_id": "t", "error": {"type": "ValueError"}},
+        {"status": "error", "task_id": "t"},
+    ],
+    ids=lambda e: json.dumps(e)[:40],
+)
+def test_invalid_events_are_errors_never_success(event):
+    with pytest.raises(exc.JoggEventError):
+        parse_event(event)
+
+
+# --- property tests: the parser only ever raises the provider's own errors ----------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "code": st.one_of(st.integers(), st.sampled_from([0, 10104, 10105, 50000]), json_values),
+        "msg": json_values,
+        "data": st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "task_id": json_values,
+                    "status": st.one_of(st.sampled_from(["pending", "success", "failed", "x"]), json_values),
+                    "data": st.one_of(
+                        json_values, st.dictionaries(st.sampled_from(["result_url"]), json_values)
+                    ),
+                    "error": json_values,
+                    "created_at": json_values,
+                },
+            ),
+        ),
+    },
+)
+
+
+def _parse_status_answer(status: int, body: bytes) -> LipSyncResult | None:
+    try:
+        return parse_lip_sync_result(parse_envelope(status, body, task_id="t"), "t")
+    except exc.JoggError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=st.integers(100, 599), body=st.binary(max_size=200))
+def test_arbitrary_bytes_give_a_result_or_a_jogg_error(status, body):
+    result = _parse_status_answer(status, body)
+    assert result is None or isinstance(result.status, str)
+
+
+@settings(max_examples=500, deadline=None)
+@given(status=st.sampled_from([200, 201, 400, 404, 429, 500, 503]), value=envelopes)
+def test_arbitrary_json_gives_a_result_or_a_jogg_error(status, value):
+    result = _parse_status_answer(status, json.dumps(value, allow_nan=True).encode())
+    if result is not None:
+        assert 200 <= status < 300
+        assert value["code"] == 0
+        assert result.status
+        assert result.status == result.status.lower()
+        json.dumps(result.to_dict(), allow_nan=False)
