@@ -34,7 +34,12 @@ def main() -> int:
         with FakeJoggServer(api_key=api_key, pending_seconds=1.0, processing_seconds=4.0) as server:
             print(f"Fake Jogg server listening on {server.url}")
             os.environ["AIRFLOW_CONN_JOGG_DEFAULT"] = json.dumps(
-                {"conn_type": "jogg", "host": server.url, "password": api_key, "extra": {"api_platform": "demo"}}
+                {
+                    "conn_type": "jogg",
+                    "host": server.url,
+                    "password": api_key,
+                    "extra": {"api_platform": "demo"},
+                }
             )
             from airflow_provider_jogg.testing.dagrun import (
                 load_dag,
