@@ -192,7 +192,12 @@ def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
     shared = per_loop.get(base_url)
     if shared is None or shared.session.closed:
         connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
-        shared = per_loop[base_url] = _SharedSession(aiohttp.ClientSession(connector=connector))
+        session = aiohttp.ClientSession(connector=connector)
+        # aiohttp silently re-sends an idempotent request once when a kept-alive connection drops;
+        # the provider's retry policy (counted, backed off, Retry-After aware) must be the only one
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        shared = per_loop[base_url] = _SharedSession(session)
     shared.users += 1
     return shared.session
 
