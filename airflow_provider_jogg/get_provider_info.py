@@ -37,6 +37,11 @@ CONN_FIELDS: dict[str, Any] = {
         "schema": {"type": ["number", "null"], "default": 1, "minimum": 0},
         "description": "First wait between retries; doubles per attempt, never shorter than Retry-After.",
     },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "schema": {"type": ["number", "null"], "default": 50, "minimum": 0},
+        "description": "Per account and process (e.g. one triggerer): all waits share it. 0: no limit.",
+    },
     "allow_insecure_http": {
         "label": "Allow plain http:// to non-loopback hosts",
         "schema": {"type": ["boolean", "null"], "default": False},

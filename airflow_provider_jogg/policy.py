@@ -34,6 +34,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
 #: first backoff in seconds; doubles per attempt (extra ``retry_backoff``)
 DEFAULT_RETRY_BACKOFF = 1.0
+#: requests per second per account and process unless the extra says ``max_requests_per_second``
+DEFAULT_MAX_REQUESTS_PER_SECOND = 50.0
 #: no single backoff waits longer than this (a ``Retry-After`` may ask for more, up to the cap below)
 MAX_BACKOFF = 60.0
 #: a ``Retry-After`` is honoured up to this many seconds; a larger value is treated as this
@@ -353,40 +355,59 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -
     return delay + random.uniform(0, delay * JITTER_FRACTION)
 
 
-class RetryAfterGate:
+class AccountThrottle:
     """
-    The earliest wall-clock time the next request to one Jogg account may be sent.
+    When the next request to one Jogg account may be sent: a process-wide rate limit and the
+    account's ``Retry-After``, shared by every caller in the process (hook instances, pokes and
+    all triggers in a triggerer) that uses the same base URL and key.
 
-    A 429 with ``Retry-After`` closes the gate for every caller in the process that uses the same
-    base URL and key (hook instances, pokes, triggers), not only the request that saw it.
+    Requests reserve slots in call order, ``1 / rate`` seconds apart, so thousands of waits share
+    the rate fairly: with N waits, rate R and poll interval P each task is polled about every
+    ``max(P, N / R)`` seconds and none starves. A 429 closes the account until its ``Retry-After``
+    has passed, for every caller at once.
+
+    :param rate: requests per second; 0 or less disables the limit
     """
 
-    __slots__ = ("_lock", "open_at")
+    __slots__ = ("_lock", "_next_slot", "open_at", "rate")
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
         self.open_at = 0.0
+        self._next_slot = 0.0
         self._lock = threading.Lock()
 
+    def reserve(self, now: float) -> float:
+        """Reserve the next slot; returns the seconds to wait before sending (0 to send now)."""
+        with self._lock:
+            slot = max(now, self.open_at)
+            if self.rate > 0:
+                slot = max(slot, self._next_slot)
+                self._next_slot = slot + 1.0 / self.rate
+            return slot - now
+
     def close_for(self, seconds: float) -> None:
+        """Nobody on this account sends anything for ``seconds`` (a 429's ``Retry-After``)."""
         with self._lock:
             self.open_at = max(self.open_at, time.time() + seconds)
 
     def remaining(self) -> float:
-        """Seconds until the gate opens (0 when open)."""
+        """Seconds until the account is open again after a 429 (0 when open)."""
         return max(self.open_at - time.time(), 0.0)
 
 
-_GATES: dict[tuple[str, str], RetryAfterGate] = {}
-_GATES_LOCK = threading.Lock()
+_THROTTLES: dict[tuple[str, str], AccountThrottle] = {}
+_THROTTLES_LOCK = threading.Lock()
 
 
-def gate_for(base_url: str, key_id: str) -> RetryAfterGate:
-    """The process-wide gate for one account (``key_id`` is a fingerprint, never the key)."""
-    try:
-        return _GATES[(base_url, key_id)]
-    except KeyError:
-        with _GATES_LOCK:
-            return _GATES.setdefault((base_url, key_id), RetryAfterGate())
+def throttle_for(base_url: str, key_id: str, rate: float) -> AccountThrottle:
+    """The process-wide throttle for one account (``key_id`` is a fingerprint, never the key)."""
+    throttle = _THROTTLES.get((base_url, key_id))
+    if throttle is None:
+        with _THROTTLES_LOCK:
+            throttle = _THROTTLES.setdefault((base_url, key_id), AccountThrottle(rate))
+    throttle.rate = rate  # the latest configuration wins
+    return throttle
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,6 +424,7 @@ class JoggConnectionConfig:
     :param timeout: seconds per request
     :param max_retries: retries after the first attempt for requests that are safe to repeat
     :param retry_backoff: first backoff in seconds
+    :param max_requests_per_second: process-wide request rate for this account (0: no limit)
     """
 
     base_url: str
@@ -411,10 +433,11 @@ class JoggConnectionConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
 
     @property
     def key_id(self) -> str:
-        """A short fingerprint that tells keys apart without revealing them (cache and gate keys)."""
+        """A short fingerprint that tells keys apart without revealing them (cache and throttle keys)."""
         return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
 
     def headers(self) -> dict[str, str]:
@@ -425,6 +448,9 @@ class JoggConnectionConfig:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def throttle(self) -> AccountThrottle:
+        return throttle_for(self.base_url, self.key_id, self.max_requests_per_second)
 
     @classmethod
     def from_connection(
@@ -455,6 +481,9 @@ class JoggConnectionConfig:
             timeout=_extra_number(conn_id, extra, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
             max_retries=int(_extra_number(conn_id, extra, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
             retry_backoff=_extra_number(conn_id, extra, "retry_backoff", DEFAULT_RETRY_BACKOFF),
+            max_requests_per_second=_extra_number(
+                conn_id, extra, "max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND
+            ),
         )
 
 

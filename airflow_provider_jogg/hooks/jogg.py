@@ -37,10 +37,9 @@ from airflow_provider_jogg.policy import (
     JoggConnectionConfig,
     JoggStatus,
     LipSyncResult,
-    RetryAfterGate,
+    AccountThrottle,
     backoff_delay,
     body_snippet,
-    gate_for,
     is_create_retryable,
     is_retryable,
     parse_envelope,
@@ -105,12 +104,12 @@ def _retry_kwargs(
     }
 
 
-def _close_gate_on_rate_limit(
-    gate: RetryAfterGate, error: exc.JoggAPIError, config: JoggConnectionConfig
+def _close_on_rate_limit(
+    throttle: AccountThrottle, error: exc.JoggAPIError, config: JoggConnectionConfig
 ) -> None:
     if isinstance(error, exc.JoggRateLimitError):
         # every caller on this account waits, not only the one that saw the 429
-        gate.close_for(error.retry_after if error.retry_after is not None else config.retry_backoff)
+        throttle.close_for(error.retry_after if error.retry_after is not None else config.retry_backoff)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +230,7 @@ class AsyncJoggClient:
         import aiohttp
 
         self.config = config
-        self.gate = gate_for(config.base_url, config.key_id)
+        self.throttle = config.throttle()
         self._headers = config.headers()
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         self._status_prefix = config.url(STATUS_PATH.format(task_id=""))
@@ -267,9 +266,13 @@ class AsyncJoggClient:
     ) -> Any:
         import aiohttp
 
-        wait = self.gate.remaining()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        throttle = self.throttle
+        while True:  # wait for our slot under the rate limit, and past any Retry-After
+            wait = throttle.reserve(time.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if throttle.open_at <= time.time():
+                break
         if self._session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
@@ -294,7 +297,7 @@ class AsyncJoggClient:
         try:
             return parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
         except exc.JoggAPIError as error:
-            _close_gate_on_rate_limit(self.gate, error, self.config)
+            _close_on_rate_limit(throttle, error, self.config)
             raise
 
 
@@ -351,11 +354,15 @@ class JoggHook(BaseHook):
     # --- sync core ---
     def _send(self, method: str, path: str, *, what: str, task_id: str | None, json: Any) -> Any:
         config = self.config
-        gate = gate_for(config.base_url, config.key_id)
-        wait = gate.remaining()
-        if wait > 0:
-            self.log.info("Waiting %.2f s for Jogg's Retry-After before the %s", wait, what)
-            time.sleep(wait)
+        throttle = config.throttle()
+        while True:  # wait for our slot under the rate limit, and past any Retry-After
+            wait = throttle.reserve(time.time())
+            if wait > 0:
+                if wait >= 1:
+                    self.log.info("Waiting %.1f s (Jogg rate limit) before the %s", wait, what)
+                time.sleep(wait)
+            if throttle.open_at <= time.time():
+                break
         try:
             resp = self.get_conn().request(
                 method, config.url(path), headers=config.headers(), json=json, timeout=config.timeout
@@ -372,7 +379,7 @@ class JoggHook(BaseHook):
                 task_id=task_id,
             )
         except exc.JoggAPIError as error:
-            _close_gate_on_rate_limit(gate, error, config)
+            _close_on_rate_limit(throttle, error, config)
             raise
 
     def _call(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: normal polls wait ``poll_interval`` plus up to this fraction of it, so waits spread out
 POLL_JITTER = 0.1
+#: the first poll comes after ``poll_interval`` times a uniform factor in [1 - this, 1 + this]
+FIRST_POLL_SPREAD = 0.5
 
 
 class LipSyncTrigger(BaseTrigger):
@@ -100,15 +102,16 @@ class LipSyncTrigger(BaseTrigger):
         started = time.time()
         last_status: str | None = None
         failures = 0
-        # the sensor checked once just before deferring: the first poll waits one interval
-        delay = self.poll_interval * (1 + random.uniform(0, POLL_JITTER))
+        # the sensor checked just before deferring; spreading first polls over one interval keeps
+        # thousands of waits deferred together from polling in lockstep
+        delay = self.poll_interval * random.uniform(1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD)
         while True:
             if self.end_time is not None:
                 remaining = self.end_time - time.time()
                 if remaining <= 0:
                     return timeout_event(task_id, self.end_time)
                 delay = min(delay, remaining)
-            await asyncio.sleep(max(delay, client.gate.remaining()))
+            await asyncio.sleep(max(delay, client.throttle.remaining()))
             if self.end_time is not None and time.time() >= self.end_time:
                 return timeout_event(task_id, self.end_time)
             try:

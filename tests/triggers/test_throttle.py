@@ -1,0 +1,131 @@
+"""Many waits on one account share a rate limit, back off together on 429, and do not poll in lockstep."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import pytest
+
+from airflow_provider_jogg.policy import AccountThrottle
+from airflow_provider_jogg.testing import Fault
+from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
+
+STATUS = "/v2/lip_sync_video/"
+
+
+def test_reservations_are_spaced_and_in_order():
+    throttle = AccountThrottle(rate=10)
+    delays = [throttle.reserve(100.0) for _ in range(5)]
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    # later callers queue behind earlier ones; an idle account sends at once
+    assert throttle.reserve(100.05) == pytest.approx(0.45)
+    assert throttle.reserve(200.0) == 0.0
+
+
+def test_unlimited_throttle_only_waits_for_retry_after():
+    throttle = AccountThrottle(rate=0)
+    assert [throttle.reserve(10.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    throttle.open_at = 12.5
+    assert throttle.reserve(10.0) == pytest.approx(2.5)
+
+
+def polls_by_task(server) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for r in server.requests:
+        if r.path.startswith(STATUS):
+            times.setdefault(r.path.rsplit("/", 1)[1], []).append(r.time)
+    return times
+
+
+async def wait_for_polls(server, count: int) -> None:
+    while server.count(path=STATUS) < count:
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_many_triggers_stay_under_the_rate_and_none_starves(fake_jogg, set_conn):
+    rate, n = 20, 30
+    set_conn("jogg_rl", fake_jogg.url, max_requests_per_second=rate)
+    ids = [fake_jogg.add_task("https://m.example/v.mp4", "https://m.example/a.mp3") for _ in range(n)]
+    for task_id in ids:
+        fake_jogg.set_task(task_id, "processing")
+    runs = [
+        asyncio.ensure_future(
+            LipSyncTrigger(jogg_task_id=t, jogg_conn_id="jogg_rl", poll_interval=0.01).run().__anext__()
+        )
+        for t in ids
+    ]
+    await wait_for_polls(fake_jogg, 3 * n)
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+    times = sorted(t for per_task in polls_by_task(fake_jogg).values() for t in per_task)
+    # demand is n / 0.01 s = 3000 req/s; the throttle spaces requests 1/rate apart
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert statistics.median(gaps) >= 0.8 / rate
+    in_any_second = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert in_any_second <= rate + 1
+    # every task got its turn again and again: nobody starves
+    per_task = polls_by_task(fake_jogg)
+    assert set(per_task) == set(ids)
+    assert min(len(v) for v in per_task.values()) >= 2
+    assert fake_jogg.count_status(429) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_429_backs_every_wait_off(fake_jogg, set_conn):
+    set_conn("jogg_429", fake_jogg.url, max_requests_per_second=0)
+    ids = [fake_jogg.add_task("https://m.example/v.mp4", "https://m.example/a.mp3") for _ in range(5)]
+    for task_id in ids:
+        fake_jogg.set_task(task_id, "processing")
+    fake_jogg.add_fault(Fault("status", status=429, path=STATUS, retry_after="1", times=1))
+    runs = [
+        asyncio.ensure_future(
+            LipSyncTrigger(jogg_task_id=t, jogg_conn_id="jogg_429", poll_interval=0.05).run().__anext__()
+        )
+        for t in ids
+    ]
+    while fake_jogg.count_status(429) == 0:
+        await asyncio.sleep(0.02)
+    await wait_for_polls(fake_jogg, 20)
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+    requests = [r for r in fake_jogg.requests if r.path.startswith(STATUS)]
+    limited = next(r for r in requests if r.status == 429)
+    after = [r.time - limited.time for r in requests if r.time > limited.time]
+    assert after, "the waits went on after the 429"
+    # no wait on this account, not only the one that saw the 429, sent anything within Retry-After
+    assert min(after) >= 1.0
+
+
+@pytest.mark.asyncio
+async def test_first_polls_are_spread_over_an_interval(fake_jogg, set_conn):
+    set_conn("jogg_spread", fake_jogg.url, max_requests_per_second=0)
+    ids = [fake_jogg.add_task("https://m.example/v.mp4", "https://m.example/a.mp3") for _ in range(40)]
+    for task_id in ids:
+        fake_jogg.set_task(task_id, "processing")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    wall_start = time.time()
+    runs = [
+        asyncio.ensure_future(
+            LipSyncTrigger(jogg_task_id=t, jogg_conn_id="jogg_spread", poll_interval=1.0).run().__anext__()
+        )
+        for t in ids
+    ]
+    await wait_for_polls(fake_jogg, len(ids))
+    while len(polls_by_task(fake_jogg)) < len(ids) and loop.time() - started < 5:
+        await asyncio.sleep(0.02)
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+    first = sorted(min(v) - wall_start for v in polls_by_task(fake_jogg).values())
+    assert len(first) == len(ids)
+    assert first[0] >= 0.45  # no first poll right after deferring: the sensor has just checked
+    assert first[-1] - first[0] >= 0.5  # spread, not in lockstep
