@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 
@@ -64,7 +65,7 @@ async def test_many_triggers_stay_under_the_rate_and_none_starves(fake_jogg, set
 
     times = sorted(t for per_task in polls_by_task(fake_jogg).values() for t in per_task)
     # demand is n / 0.01 s = 3000 req/s; the throttle spaces requests 1/rate apart
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert statistics.median(gaps) >= 0.8 / rate
     in_any_second = max(sum(1 for t in times if start <= t < start + 1) for start in times)
     assert in_any_second <= rate + 1
