@@ -193,6 +193,14 @@ class JoggLipSyncFailedError(JoggFatalError):
         return (type(self), (self.task_id, self.error_message))
 
 
+class JoggWaitTimeoutError(JoggError):
+    """
+    ``LipSyncOperator(wait_for_completion=True)`` waited ``timeout`` seconds without an end.
+
+    Retryable on purpose: on Airflow 3.3+ a retry reattaches to the same Jogg task.
+    """
+
+
 class JoggEventError(JoggFatalError):
     """A trigger event that does not have the documented shape (never treated as success)."""
 
@@ -217,4 +225,5 @@ __all__ = [
     "JoggServerError",
     "JoggTaskNotFoundError",
     "JoggTransientError",
+    "JoggWaitTimeoutError",
 ]

@@ -73,6 +73,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "JoggAI", "python-modules": ["airflow_provider_jogg.triggers.lip_sync"]}
         ],
+        "extra-links": ["airflow_provider_jogg.links.JoggResultLink"],
         "connection-types": [
             {
                 "connection-type": "jogg",

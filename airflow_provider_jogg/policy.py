@@ -712,3 +712,8 @@ def parse_event(event: Any) -> LipSyncEvent:
             error = cls(summary)
         return LipSyncEvent(kind, task_id, message=message, error=error)
     return LipSyncEvent(kind, task_id, message=message)
+
+
+def credits_estimate(duration_seconds: float | None) -> float | None:
+    """Credits a result costs: Jogg bills 1 credit per 125 s of output. An estimate, not an invoice."""
+    return None if duration_seconds is None else round(duration_seconds / 125.0, 4)

@@ -9,15 +9,18 @@ decided in :mod:`airflow_provider_jogg.policy`, shared by both paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import mimetypes
 import os
+import tempfile
 import threading
 import time
+import uuid
 import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import requests
 import tenacity
@@ -48,6 +51,7 @@ from airflow_provider_jogg.policy import (
     validate_playback_type,
     validate_task_id,
 )
+from airflow_provider_jogg.storage import MediaFile, inspect_file, partial_name, to_path
 
 if TYPE_CHECKING:
     import aiohttp
@@ -57,8 +61,10 @@ __all__ = ["AsyncJoggClient", "JoggHook", "JoggStatus", "LipSyncResult"]
 
 log = logging.getLogger(__name__)
 
-#: HTTP status codes of a storage upload (PUT to the pre-signed URL) that are worth another attempt
+#: HTTP status codes of storage and CDN requests (upload PUT, result download) worth another attempt
 _RETRY_PUT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: bytes per read when streaming a result to its destination
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 def config_from_connection(conn: Connection, extra: dict[str, Any] | None = None) -> JoggConnectionConfig:
@@ -496,69 +502,134 @@ class JoggHook(BaseHook):
         who = account.get("username") or account.get("email") or "an unnamed account"
         return True, f"Connection successfully tested: connected to {self.config.base_url} as {who}"
 
-    def upload_asset(self, path: str | os.PathLike[str], content_type: str | None = None) -> str:
+    def upload_asset(
+        self, path: str | os.PathLike[str] | Any, content_type: str | None = None, *, role: str = "path"
+    ) -> str:
         """
-        Upload a local file with Jogg's two-step flow and return the asset URL to use as
+        Upload a file with Jogg's two-step flow and return the asset URL to use as
         ``video_url``/``audio_url``. The file is streamed, never read into memory.
 
-        :param path: local file
-        :param content_type: MIME type; guessed from the file name when omitted
+        :param path: a local path, a ``file://``/``s3://``/... URI or an ``ObjectStoragePath``
+        :param content_type: MIME type; from the file name when omitted
+        :param role: what the file is for (``video_url``/``audio_url``), named in errors and used to
+            check the content type
         """
-        file = Path(path)
-        if not file.is_file():
-            raise exc.JoggConfigError(f"Cannot upload {str(file)!r}: no such file.")
-        size = file.stat().st_size
-        if size < 1:
-            raise exc.JoggConfigError(f"Cannot upload {str(file)!r}: the file is empty.")
-        content_type = content_type or mimetypes.guess_type(file.name)[0]
-        if not content_type:
-            raise exc.JoggConfigError(
-                f"Cannot tell the content type of {str(file)!r} from its name; pass content_type, "
-                "e.g. 'video/mp4' or 'audio/mpeg'."
-            )
+        media = inspect_file(path, role, content_type)
+        return self._upload(media)
+
+    def _upload(self, media: MediaFile) -> str:
         data = self._call(
             "POST",
             UPLOAD_PATH,
-            what=f"upload of {file.name}",
-            json={"filename": file.name, "content_type": content_type, "file_size": size},
+            what=f"upload of {media.name}",
+            json={"filename": media.name, "content_type": media.content_type, "file_size": media.size},
         )
         sign_url = data.get("sign_url") if isinstance(data, dict) else None
         asset_url = data.get("asset_url") if isinstance(data, dict) else None
         if not isinstance(sign_url, str) or not isinstance(asset_url, str):
             raise exc.JoggResponseError(
-                f"Jogg's upload answer for {file.name} lacks sign_url or asset_url "
+                f"Jogg's upload answer for {media.name} lacks sign_url or asset_url "
                 "(an asset_id-only answer is the retired v1 API)",
                 body_snippet=repr(sorted(data) if isinstance(data, dict) else data)[:200],
             )
-        tenacity.Retrying(
-            **_retry_kwargs(self.config, f"storage upload of {file.name}", create=False, max_retries=None)
-        )(self._put_file, sign_url, file, content_type, size)
-        self.log.info("Uploaded %s (%d bytes, %s) to Jogg storage", file.name, size, content_type)
+        what = f"storage upload of {media.name}"
+        tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))(
+            self._put_file, sign_url, media, what
+        )
+        self.log.info(
+            "Uploaded %s (%d bytes, %s) to Jogg storage", media.location, media.size, media.content_type
+        )
         return asset_url
 
-    def _put_file(self, sign_url: str, file: Path, content_type: str, size: int) -> None:
+    def _put_file(self, sign_url: str, media: MediaFile, what: str) -> None:
         # no x-api-key here: the pre-signed URL goes to storage, not to the API
-        what = f"storage upload of {file.name}"
         try:
-            with file.open("rb") as stream:
+            with media.open() as stream:
                 resp = self.get_conn().put(
                     sign_url,
                     data=stream,
-                    headers={"Content-Type": content_type, "Content-Length": str(size)},
+                    headers={"Content-Type": media.content_type, "Content-Length": str(media.size)},
                     timeout=self.config.timeout,
                 )
         except requests.RequestException as error:
             raise _connection_error(error, what, self.config.timeout) from None
-        if resp.status_code in _RETRY_PUT_STATUSES:
-            raise exc.JoggTransientError(
-                f"Jogg {what} was refused for now",
-                http_status=resp.status_code,
-                body_snippet=body_snippet(resp.content),
-            )
-        if not 200 <= resp.status_code < 300:
-            raise exc.JoggFatalAPIError(
-                f"Jogg {what} failed", http_status=resp.status_code, body_snippet=body_snippet(resp.content)
-            )
+        _check_plain_answer(resp, what)
+
+    def rehost_url(self, url: str, *, role: str = "path") -> str:
+        """
+        Download a public http(s) URL and upload it as a Jogg asset (Jogg recommends re-hosting:
+        third-party URLs can fail mid-task). Streamed through a temporary file, never into memory.
+        """
+        url = validate_media_url(url, role)
+        name = Path(unquote(urlsplit(url).path)).name or "media"
+        with tempfile.TemporaryDirectory(prefix="jogg-rehost-") as tmp:
+            local = Path(tmp) / name
+            self.download(url, local)
+            return self._upload(inspect_file(local, role))
+
+    def download(self, url: str, destination: str | os.PathLike[str] | Any) -> int:
+        """
+        Stream ``url`` to ``destination`` (local path, URI or ``ObjectStoragePath``); returns bytes written.
+
+        Written under a temporary name beside the destination and moved into place only when complete
+        and as long as ``Content-Length`` says; a partial file is deleted. Transient failures (5xx,
+        429, broken connections, short bodies) are retried with the connection's backoff.
+        """
+        target = to_path(destination, "output_path")
+        what = f"download of {url}"
+        written: int = tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))(
+            self._download_once, url, target, what
+        )
+        self.log.info("Saved %s (%d bytes) to %s", url, written, target)
+        return written
+
+    def _download_once(self, url: str, target: Any, what: str) -> int:
+        partial = partial_name(target, uuid.uuid4().hex[:12])
+        with contextlib.suppress(Exception):  # local folders must exist; object stores have none
+            target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        try:
+            # no x-api-key: results are served from Jogg's CDN, not the API
+            with self.get_conn().get(url, stream=True, timeout=self.config.timeout) as resp:
+                _check_plain_answer(resp, what)
+                expected = resp.headers.get("Content-Length")
+                with partial.open("wb") as out:
+                    for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+            if expected is not None and expected.isdigit() and written != int(expected):
+                raise exc.JoggConnectionError(f"Jogg {what}: got {written} of {expected} bytes")
+            partial.rename(target)
+        except requests.RequestException as error:
+            _remove_quietly(partial)
+            raise _connection_error(error, what, self.config.timeout) from None
+        except BaseException:
+            _remove_quietly(partial)
+            raise
+        return written
+
+
+def _check_plain_answer(resp: requests.Response, what: str) -> None:
+    """Storage and CDN answers have no envelope: judge them by HTTP status alone."""
+    if 200 <= resp.status_code < 300:
+        return
+    if resp.status_code in _RETRY_PUT_STATUSES:
+        raise exc.JoggTransientError(
+            f"Jogg {what} was refused for now",
+            http_status=resp.status_code,
+            body_snippet=body_snippet(resp.content),
+        )
+    raise exc.JoggFatalAPIError(
+        f"Jogg {what} failed", http_status=resp.status_code, body_snippet=body_snippet(resp.content)
+    )
+
+
+def _remove_quietly(path: Any) -> None:
+    """Best effort: a partial download must not stay behind looking like a result."""
+    try:
+        path.unlink(missing_ok=True)
+    except Exception as error:
+        log.warning("Could not remove the partial download %s: %s", path, error)
 
 
 def _refused(error: exc.JoggAPIError) -> bool:

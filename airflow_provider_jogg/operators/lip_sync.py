@@ -1,4 +1,4 @@
-"""LipSyncOperator: creates a Jogg lip-sync task and returns its id at once."""
+"""LipSyncOperator: creates a Jogg lip-sync task; by default returns its id at once."""
 
 from __future__ import annotations
 
@@ -7,13 +7,28 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_jogg.completion import LipSyncCompletionMixin
 from airflow_provider_jogg.exceptions import JoggTaskNotFoundError
 from airflow_provider_jogg.hooks.jogg import JoggHook
-from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_media_url, validate_playback_type
+from airflow_provider_jogg.links import JoggResultLink
+from airflow_provider_jogg.policy import (
+    DEFAULT_CONN_ID,
+    validate_media_url,
+    validate_playback_type,
+    validate_task_id,
+)
+from airflow_provider_jogg.storage import MediaFile, inspect_file, is_http_url
 
 #: the task state store key holding ``{"task_id", "video_url", "audio_url", "playback_type"}``;
 #: renaming it would break retries of tasks in flight
 STATE_KEY = "jogg_lip_sync_task"
+#: the task state store key holding uploaded inputs: ``{role: {"source", "size", "asset_url"}}``
+INPUTS_STATE_KEY = "jogg_lip_sync_inputs"
+#: XCom keys pushed besides ``return_value``
+TASK_ID_XCOM_KEY = "jogg_task_id"
+INPUTS_XCOM_KEY = "jogg_inputs"
+#: default ``timeout`` when the operator waits
+DEFAULT_WAIT_TIMEOUT = 3 * 60 * 60
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,51 +36,81 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class LipSyncOperator(BaseOperator):
+class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
     """
     Creates a Jogg lip-sync task: the video is re-timed so its lips follow the audio.
 
-    Returns (XCom ``return_value``) the Jogg task id; it never waits for the result (use
-    :class:`~airflow_provider_jogg.sensors.lip_sync.LipSyncSensor` downstream).
+    Returns (XCom ``return_value``) the Jogg task id, or with ``wait_for_completion=True`` the same
+    result dict as :class:`~airflow_provider_jogg.sensors.lip_sync.LipSyncSensor`. Also pushes XCom
+    ``jogg_task_id`` (the id) and ``jogg_inputs`` (the URLs Jogg was given, after any upload).
+
+    Inputs may be http(s) URLs (given to Jogg as is), local paths, ``file://``/``s3://``/``gs://``
+    URIs or ``ObjectStoragePath`` objects: files are checked before any request (exists, not empty,
+    a video/audio type Jogg takes), then uploaded with Jogg's asset flow, streamed.
 
     .. note::
         Creating a task bills credits and Jogg has no idempotency key. The create request is sent
         again only when it surely created nothing (HTTP 429, or no connection could be made). Any
         other failure after the request was sent fails the task **without Airflow retries**
         (:class:`~airflow_provider_jogg.exceptions.JoggCreateUncertainError`), saying a Jogg task may
-        exist. A later, explicit re-run does create a new task.
-
-    :param video_url: http(s) URL of the source video (templated)
-    :param audio_url: http(s) URL of the target audio (templated)
-    :param playback_type: what to do when the video is shorter than the audio (templated):
-        ``normal`` (play once, default), ``normal_reverse`` (alternate forward and reverse),
-        ``normal_reverse_by_audio`` (extend to the audio's length)
-    :param jogg_conn_id: the Airflow connection id (templated)
-    :param reattach: on Airflow 3.3+, remember the created task id in Airflow's task state store so
-        that a retry of this Airflow task reuses the Jogg task instead of creating (and billing) a
-        second one (default ``True``). See the note above.
+        exist.
 
     .. note::
         Retries after a crash (worker lost, node gone, a failure after the create request): on
         Airflow 3.3+ the Jogg task id is written to the task state store right after Jogg answers,
         before anything else can fail. A retry of the same task instance reads it back and, if that
         Jogg task is still ``pending``/``processing`` or ``success`` and was created for the same
-        inputs, returns its id again without a create request. If it ``failed``, is unknown to Jogg,
-        or the inputs changed, a new task is created. On Airflow < 3.3 there is no task state store:
-        a retry always creates a new task.
+        inputs, uses it again without a create request. If it ``failed``, is unknown to Jogg, or the
+        inputs changed, a new task is created. Uploaded inputs are remembered the same way and not
+        uploaded again. On Airflow < 3.3 there is no task state store: a retry creates a new task.
+
+    :param video_url: the source video (templated): http(s) URL, local path, URI or ``ObjectStoragePath``
+    :param audio_url: the target audio (templated), same forms
+    :param playback_type: what to do when the video is shorter than the audio (templated):
+        ``normal`` (play once, default), ``normal_reverse`` (alternate forward and reverse),
+        ``normal_reverse_by_audio`` (extend to the audio's length)
+    :param jogg_conn_id: the Airflow connection id (templated)
+    :param reattach: on Airflow 3.3+, let a retry reuse the Jogg task an earlier try created
+        (default ``True``)
+    :param upload_public_urls: also download http(s) inputs and upload them as Jogg assets
+        (Jogg recommends it: third-party URLs can fail mid-task); default ``False``
+    :param wait_for_completion: wait for the result in this task (default ``False``: pair the
+        operator with a ``LipSyncSensor``)
+    :param deferrable: when waiting, wait in the triggerer (default ``True``)
+    :param poke_interval: when waiting, seconds between status polls
+    :param timeout: when waiting, seconds before :class:`JoggWaitTimeoutError` (retryable: a retry
+        reattaches to the same Jogg task)
+    :param output_path: when waiting, where to save the result video (templated; path, URI or
+        ``ObjectStoragePath``)
+    :param cover_output_path: when waiting, where to save the cover image (templated)
     """
 
-    template_fields: Sequence[str] = ("video_url", "audio_url", "playback_type", "jogg_conn_id")
+    template_fields: Sequence[str] = (
+        "video_url",
+        "audio_url",
+        "playback_type",
+        "jogg_conn_id",
+        "output_path",
+        "cover_output_path",
+    )
+    operator_extra_links = (JoggResultLink(),)
     ui_color = "#d6ecfa"
 
     def __init__(
         self,
         *,
-        video_url: str,
-        audio_url: str,
+        video_url: Any,
+        audio_url: Any,
         playback_type: str = "normal",
         jogg_conn_id: str = DEFAULT_CONN_ID,
         reattach: bool = True,
+        upload_public_urls: bool = False,
+        wait_for_completion: bool = False,
+        deferrable: bool = True,
+        poke_interval: float = 10,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        output_path: Any = None,
+        cover_output_path: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,35 +120,87 @@ class LipSyncOperator(BaseOperator):
         self.playback_type = playback_type
         self.jogg_conn_id = jogg_conn_id
         self.reattach = reattach
+        self.upload_public_urls = upload_public_urls
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poke_interval = float(poke_interval)
+        self.timeout = float(timeout)
+        self.output_path = output_path
+        self.cover_output_path = cover_output_path
 
     @cached_property
     def hook(self) -> JoggHook:
         return JoggHook(jogg_conn_id=self.jogg_conn_id)
 
-    def execute(self, context: Context) -> str:
-        # all input checked before the first request
-        inputs = {
-            "video_url": validate_media_url(self.video_url, "video_url"),
-            "audio_url": validate_media_url(self.audio_url, "audio_url"),
-            "playback_type": validate_playback_type(self.playback_type),
-        }
+    def execute(self, context: Context) -> Any:
+        # every input checked before the first request
+        playback_type = validate_playback_type(self.playback_type)
+        files = {role: self._check_input(role, value) for role, value in self._inputs().items()}
         store = context.get("task_state_store") if self.reattach else None
         if self.reattach and store is None:
             self.log.info("No task state store (Airflow < 3.3): a retry of this task creates a new Jogg task")
-        if store is not None:
-            previous = store.get(STATE_KEY)
-            reused = self._reusable(previous, inputs)
-            if reused is not None:
-                return reused
-        task_id = self.hook.create_lip_sync_video(**inputs)
-        if store is not None:
-            # persist first: from here on, a crash must not lead to a second billed task
-            store.set(STATE_KEY, {"task_id": task_id, **inputs})
-        self.log.info("Created Jogg lip-sync task %s (playback_type=%s)", task_id, inputs["playback_type"])
-        return task_id
+
+        urls = self._upload_inputs(files, store)
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=INPUTS_XCOM_KEY, value=urls)
+        inputs = {**urls, "playback_type": playback_type}
+        task_id = self._reusable(store.get(STATE_KEY), inputs) if store is not None else None
+        reused = task_id is not None
+        if task_id is None:
+            task_id = self.hook.create_lip_sync_video(**inputs)
+            if store is not None:
+                # persist first: from here on, a crash must not lead to a second billed task
+                store.set(STATE_KEY, {"task_id": task_id, **inputs})
+            self.log.info("Created Jogg lip-sync task %s (playback_type=%s)", task_id, playback_type)
+        if ti is not None:
+            ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
+        if not self.wait_for_completion:
+            return task_id
+        if not self.deferrable:
+            return self._wait_in_worker(context, task_id)
+        if reused:  # an earlier try's task may have finished already
+            return self._check_or_defer(context, task_id)
+        self._defer_to_trigger(task_id)  # a task created a moment ago is not finished: no check
+        return None  # pragma: no cover - defer raises
+
+    def _inputs(self) -> dict[str, Any]:
+        return {"video_url": self.video_url, "audio_url": self.audio_url}
+
+    def _check_input(self, role: str, value: Any) -> str | MediaFile:
+        """An http(s) URL (validated) or a checked file to upload; raises before any request."""
+        if is_http_url(value):
+            return validate_media_url(value, role)
+        return inspect_file(value, role)
+
+    def _upload_inputs(self, files: dict[str, str | MediaFile], store: Any) -> dict[str, str]:
+        """The URLs to give Jogg: uploads what must be uploaded, reusing an earlier try's uploads."""
+        done: dict[str, Any] = dict(store.get(INPUTS_STATE_KEY) or {}) if store is not None else {}
+        urls: dict[str, str] = {}
+        for role, item in files.items():
+            if isinstance(item, str) and not self.upload_public_urls:
+                urls[role] = item
+                continue
+            source = item if isinstance(item, str) else item.location
+            size = None if isinstance(item, str) else item.size
+            earlier = done.get(role)
+            if isinstance(earlier, dict) and earlier.get("source") == source and earlier.get("size") == size:
+                self.log.info(
+                    "Reusing the upload of %s from an earlier try: %s", source, earlier["asset_url"]
+                )
+                urls[role] = earlier["asset_url"]
+                continue
+            if isinstance(item, str):
+                urls[role] = self.hook.rehost_url(item, role=role)
+            else:
+                urls[role] = self.hook.upload_asset(item.location, item.content_type, role=role)
+            done[role] = {"source": source, "size": size, "asset_url": urls[role]}
+            if store is not None:
+                store.set(INPUTS_STATE_KEY, done)
+        return urls
 
     def _reusable(self, previous: Any, inputs: dict[str, str]) -> str | None:
-        """The Jogg task an earlier try created, if a retry should wait on it instead of creating one."""
+        """The Jogg task an earlier try created, if a retry should use it instead of creating one."""
         if not isinstance(previous, dict) or not isinstance(previous.get("task_id"), str):
             return None
         task_id = previous["task_id"]
@@ -128,3 +225,9 @@ class LipSyncOperator(BaseOperator):
             "Reattaching to Jogg task %s created by an earlier try (status %s)", task_id, result.status
         )
         return task_id
+
+    def _jogg_task_id_for_wait(self, context: Context) -> str:
+        ti = context["ti"]
+        return validate_task_id(
+            ti.xcom_pull(task_ids=self.task_id, key=TASK_ID_XCOM_KEY, map_indexes=ti.map_index)
+        )

@@ -23,7 +23,14 @@ def test_templated_fields_and_no_validation_at_construction():
     op = operator(
         video_url="{{ params.video }}", audio_url="{{ params.audio }}", playback_type="{{ params.pt }}"
     )
-    assert set(op.template_fields) == {"video_url", "audio_url", "playback_type", "jogg_conn_id"}
+    assert set(op.template_fields) == {
+        "video_url",
+        "audio_url",
+        "playback_type",
+        "jogg_conn_id",
+        "output_path",
+        "cover_output_path",
+    }
     assert op.video_url == "{{ params.video }}"
     assert op.jogg_conn_id == "jogg_default"
 

@@ -42,7 +42,7 @@ def test_defaults_and_templates():
     assert s.poke_interval == 10
     assert s.timeout == 3 * 60 * 60
     assert s.jogg_conn_id == "jogg_default"
-    assert set(s.template_fields) == {"jogg_task_id", "jogg_conn_id"}
+    assert set(s.template_fields) == {"jogg_task_id", "jogg_conn_id", "output_path", "cover_output_path"}
     # a Jinja string is kept as is until rendering
     assert s.jogg_task_id == "{{ ti.xcom_pull(task_ids='lip_sync') }}"
 
@@ -143,7 +143,8 @@ def test_fatal_first_check_fails_fast(fake_jogg, set_conn, setup, error):
 # --- execute_complete: every event ---------------------------------------------------------------------
 def test_execute_complete_success_returns_plain_dict():
     result = LipSyncResult(task_id="t1", status="success", result_url="https://r/v.mp4", duration_seconds=3.0)
-    assert sensor(jogg_task_id="t1").execute_complete({}, result_event(result)) == result.to_dict()
+    expected = {**result.to_dict(), "credits": 0.024, "output_path": None, "cover_output_path": None}
+    assert sensor(jogg_task_id="t1").execute_complete({}, result_event(result)) == expected
 
 
 def test_execute_complete_failed_raises_fail_exception():

@@ -1,0 +1,201 @@
+"""Waiting for a Jogg task and finishing it: shared by LipSyncSensor and LipSyncOperator(wait_for_completion).
+
+One implementation of the deferral (check once, defer, sit out a ``Retry-After`` first), of the
+trigger event handling, and of what a finished task does: fail on ``failed``, save the result
+files, log duration and credits, feed the "Jogg result" link and the outlets' asset events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg.links import RESULT_URL_XCOM_KEY
+from airflow_provider_jogg.policy import (
+    EventStatus,
+    JoggStatus,
+    LipSyncResult,
+    credits_estimate,
+    parse_event,
+)
+from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_jogg.hooks.jogg import JoggHook
+
+#: the scheduler's deferral timeout is a backstop: the trigger's own ``end_time`` fires first
+DEFERRAL_GRACE = 60.0
+
+
+class LipSyncCompletionMixin:
+    """
+    For operators that wait on a Jogg task. The class using it provides ``jogg_conn_id``,
+    ``poke_interval``, ``timeout``, ``output_path``, ``cover_output_path``, ``hook``, ``log``,
+    ``outlets`` and ``defer`` (BaseOperator/BaseSensorOperator give most of them).
+    """
+
+    if TYPE_CHECKING:
+        jogg_conn_id: str
+        poke_interval: float
+        timeout: float
+        output_path: Any
+        cover_output_path: Any
+        outlets: Any
+        log: Any
+
+        @property
+        def hook(self) -> JoggHook: ...
+
+        def defer(self, **kwargs: Any) -> Any: ...
+
+    _last_status: str | None = None
+
+    # --- deferral --------------------------------------------------------------------------------------
+    def _check_or_defer(self, context: Context, task_id: str) -> dict[str, Any]:
+        """Check once (no retries: a worker slot is no place to wait); finish now or defer."""
+        try:
+            result = self.hook.get_lip_sync_video(task_id, max_retries=0)
+        except exc.JoggRateLimitError as error:
+            if error.retry_after:
+                # the trigger's kwargs carry no retry time: sit out Retry-After in the triggerer first
+                self.log.warning(
+                    "Jogg rate limit; waiting %.1f s in the triggerer before the wait starts",
+                    error.retry_after,
+                )
+                self._defer_until(error.retry_after)
+            self.log.warning("Jogg task %s: first check hit the rate limit; deferring anyway", task_id)
+        except exc.JoggTransientError as error:
+            self.log.warning("Jogg task %s: first check failed (%s); the trigger will retry", task_id, error)
+        else:
+            self._log_status(result)
+            if result.is_terminal:
+                return self._finish(context, result)
+        self._defer_to_trigger(task_id)
+        raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
+
+    def _defer_until(self, seconds: float) -> None:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="resume_after_rate_limit")
+
+    def resume_after_rate_limit(self, context: Context, event: Any = None) -> Any:
+        """Called when ``Retry-After`` has passed: start the real wait."""
+        self._defer_to_trigger(self._jogg_task_id_for_wait(context))
+
+    def _jogg_task_id_for_wait(self, context: Context) -> str:
+        raise NotImplementedError
+
+    def _defer_to_trigger(self, task_id: str) -> None:
+        self.defer(
+            trigger=LipSyncTrigger(
+                jogg_task_id=task_id,
+                jogg_conn_id=self.jogg_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout + DEFERRAL_GRACE),
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resume from the trigger. Everything needed is in ``event`` (the task is a fresh instance)."""
+        parsed = parse_event(event)
+        if parsed.status is EventStatus.TIMEOUT:
+            raise self._timeout_error(parsed.message)
+        if parsed.status is EventStatus.ERROR:
+            assert parsed.error is not None
+            raise parsed.error
+        assert parsed.result is not None
+        return self._finish(context, parsed.result)
+
+    def _timeout_error(self, message: str) -> BaseException:
+        return exc.JoggWaitTimeoutError(message)
+
+    # --- finishing -------------------------------------------------------------------------------------
+    def _log_status(self, result: LipSyncResult) -> None:
+        if result.status == self._last_status:
+            return
+        self._last_status = result.status
+        age = f" ({time.time() - result.created_at:.0f} s after it was created)" if result.created_at else ""
+        if JoggStatus.is_known(result.status):
+            self.log.info("Jogg task %s is %s%s", result.task_id, result.status, age)
+        else:
+            self.log.warning(
+                "Jogg task %s reports an unknown status %r; waiting on", result.task_id, result.status
+            )
+
+    def _finish(self, context: Context, result: LipSyncResult) -> dict[str, Any]:
+        """A terminal task: fail, or save its files and return the plain-JSON result dict."""
+        if result.failed:
+            raise exc.JoggLipSyncFailedError(result.task_id, result.error_message)
+        if not result.succeeded or not result.result_url:
+            raise exc.JoggEventError(f"Jogg task {result.task_id} has no result URL ({result.status!r})")
+        output = result.to_dict()
+        output["credits"] = credits_estimate(result.duration_seconds)
+        output["output_path"] = self._save(result.result_url, self.output_path)
+        output["cover_output_path"] = (
+            self._save(result.cover_url, self.cover_output_path) if result.cover_url else None
+        )
+        took = (
+            f" in {result.completed_at - result.created_at} s"
+            if result.completed_at and result.created_at
+            else ""
+        )
+        self.log.info(
+            "Jogg task %s succeeded%s: %s s of video, about %s credits (estimate: 1 credit per 125 s) -> %s",
+            result.task_id,
+            took,
+            result.duration_seconds,
+            output["credits"],
+            output["output_path"] or result.result_url,
+        )
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=RESULT_URL_XCOM_KEY, value=result.result_url)
+        self._emit_asset_extra(context, output)
+        return output
+
+    def _save(self, url: str | None, destination: Any) -> str | None:
+        if not destination or not url:
+            return None
+        self.hook.download(url, destination)
+        return str(destination)
+
+    def _emit_asset_extra(self, context: Context, output: dict[str, Any]) -> None:
+        from airflow.sdk import Asset
+
+        events = context.get("outlet_events")
+        assets = [o for o in (self.outlets or []) if isinstance(o, Asset)]
+        if events is None or not assets:
+            return
+        extra = {
+            "jogg_task_id": output["task_id"],
+            "result_url": output["result_url"],
+            "duration_seconds": output["duration_seconds"],
+            "output_path": output["output_path"],
+        }
+        for asset in assets:
+            events[asset].extra.update(extra)
+
+    def _wait_in_worker(self, context: Context, task_id: str) -> dict[str, Any]:
+        """Poll from the worker until the task ends (``deferrable=False`` outside a sensor)."""
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                result = self.hook.get_lip_sync_video(task_id)
+            except exc.JoggTransientError as error:
+                self.log.warning(
+                    "Jogg task %s: status poll failed after retries; waiting on: %s", task_id, error
+                )
+            else:
+                self._log_status(result)
+                if result.is_terminal:
+                    return self._finish(context, result)
+            if time.time() >= deadline:
+                raise self._timeout_error(f"Jogg task {task_id} did not finish within {self.timeout:g} s")
+            time.sleep(self.poke_interval)

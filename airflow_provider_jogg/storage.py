@@ -1,0 +1,120 @@
+"""Where media comes from and where results go: http(s) URLs, local paths, URIs, ObjectStoragePath.
+
+An input is either an http(s) URL (handed to Jogg as is) or a file: a local path, a ``file://``
+URI, or anything Airflow's object storage opens (``s3://``, ``gs://``, an ``ObjectStoragePath``).
+Files are checked before any request (exists, not empty, a content type Jogg takes) and uploaded
+with Jogg's two-step asset flow, streamed.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_jogg import exceptions as exc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: content types the provider uploads for each input, by file extension
+VIDEO_TYPES: dict[str, str] = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+}
+AUDIO_TYPES: dict[str, str] = {
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".ogg": "audio/ogg",
+    ".flac": "audio/flac",
+}
+_TYPES_FOR_ROLE = {"video_url": VIDEO_TYPES, "audio_url": AUDIO_TYPES}
+
+
+def is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and urlsplit(value.strip()).scheme in ("http", "https")
+
+
+def to_path(value: Any, role: str = "path") -> Any:
+    """
+    A local :class:`~pathlib.Path` for local paths and ``file://`` URIs, an ``ObjectStoragePath``
+    for other URIs, the value itself if it already is a path object.
+    """
+    if isinstance(value, os.PathLike) and not isinstance(value, str):
+        return value if hasattr(value, "open") else Path(value)
+    if not isinstance(value, str) or not value.strip():
+        raise exc.JoggConfigError(f"{role} must be a URL, a path or an ObjectStoragePath, got {value!r}.")
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme in ("", "file") or (len(parts.scheme) == 1 and os.name == "nt"):
+        return Path(unquote(parts.path) if parts.scheme == "file" else value).expanduser()
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(value)
+
+
+def content_type_for(name: str, role: str) -> str:
+    """The content type of a media file by its name; rejects what Jogg would not take for ``role``."""
+    allowed = _TYPES_FOR_ROLE.get(role)
+    suffix = Path(name).suffix.lower()
+    if allowed is None:
+        guessed = mimetypes.guess_type(name)[0]
+        if guessed:
+            return guessed
+        raise exc.JoggConfigError(
+            f"Cannot tell the content type of {name!r} from its name; pass content_type, "
+            "e.g. 'video/mp4' or 'audio/mpeg'."
+        )
+    if suffix not in allowed:
+        raise exc.JoggConfigError(
+            f"{role} {name!r} is not a {role.split('_')[0]} file Jogg takes: use one of "
+            f"{', '.join(sorted(allowed))}."
+        )
+    return allowed[suffix]
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A checked file to upload: its name, size, content type and how to open it."""
+
+    name: str
+    size: int
+    content_type: str
+    location: str
+    open: Callable[[], BinaryIO]
+
+
+def inspect_file(value: Any, role: str, content_type: str | None = None) -> MediaFile:
+    """Check a file input before any request: it exists, is a file, is not empty, has a usable type."""
+    path = to_path(value, role)
+    location = str(path)
+    try:
+        is_file = path.is_file()
+        size = int(path.stat().st_size) if is_file else 0
+    except (OSError, ValueError) as error:
+        raise exc.JoggConfigError(f"{role} {location!r} cannot be read: {error}") from None
+    if not is_file:
+        raise exc.JoggConfigError(f"{role} {location!r}: no such file (or it is not a file).")
+    if size < 1:
+        raise exc.JoggConfigError(f"{role} {location!r}: the file is empty.")
+    content_type = content_type or content_type_for(path.name, role)
+    return MediaFile(
+        name=path.name,
+        size=size,
+        content_type=content_type,
+        location=location,
+        open=lambda: path.open("rb"),
+    )
+
+
+def partial_name(path: Any, token: str) -> Any:
+    """Where a download is written before it is complete: same folder, a name that is clearly partial."""
+    return path.with_name(f".{path.name}.partial-{token}")
