@@ -53,6 +53,8 @@ class LipSyncCompletionMixin:
         def defer(self, **kwargs: Any) -> Any: ...
 
     _last_status: str | None = None
+    #: what _finish returned, for lineage
+    _finished_output: dict[str, Any] | None = None
 
     # --- deferral --------------------------------------------------------------------------------------
     def _check_or_defer(self, context: Context, task_id: str) -> dict[str, Any]:
@@ -158,6 +160,7 @@ class LipSyncCompletionMixin:
         if ti is not None:
             ti.xcom_push(key=RESULT_URL_XCOM_KEY, value=result.result_url)
         self._emit_asset_extra(context, output)
+        self._finished_output = output
         return output
 
     def _save(self, url: str | None, destination: Any) -> str | None:
@@ -181,6 +184,20 @@ class LipSyncCompletionMixin:
         }
         for asset in assets:
             events[asset].extra.update(extra)
+
+    def _lineage(self, inputs: list[str], jogg_task_id: str | None, **facet: Any) -> Any:
+        """OpenLineage for this run: media inputs, the result (and its saved copy) as outputs."""
+        from airflow_provider_jogg.lineage import operator_lineage
+
+        output = self._finished_output or {}
+        outputs = [o for o in (output.get("result_url"), output.get("output_path")) if o]
+        return operator_lineage(
+            inputs=inputs,
+            outputs=outputs,
+            jogg_task_id=output.get("task_id") or jogg_task_id,
+            result_url=output.get("result_url"),
+            **facet,
+        )
 
     def _wait_in_worker(self, context: Context, task_id: str) -> dict[str, Any]:
         """Poll from the worker until the task ends (``deferrable=False`` outside a sensor)."""

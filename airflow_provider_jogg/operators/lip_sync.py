@@ -153,6 +153,7 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
                 # persist first: from here on, a crash must not lead to a second billed task
                 store.set(STATE_KEY, {"task_id": task_id, **inputs})
             self.log.info("Created Jogg lip-sync task %s (playback_type=%s)", task_id, playback_type)
+        self._created_task_id = task_id
         if ti is not None:
             ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
         if not self.wait_for_completion:
@@ -163,6 +164,16 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
             return self._check_or_defer(context, task_id)
         self._defer_to_trigger(task_id)  # a task created a moment ago is not finished: no check
         return None  # pragma: no cover - defer raises
+
+    _created_task_id: str | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the video and audio inputs, the Jogg task id, and the result when waiting."""
+        return self._lineage(
+            [str(v) for v in self._inputs().values()],
+            self._created_task_id,
+            playback_type=str(self.playback_type),
+        )
 
     def _inputs(self) -> dict[str, Any]:
         return {"video_url": self.video_url, "audio_url": self.audio_url}

@@ -93,6 +93,10 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
             return super().execute(context)
         return self._check_or_defer(context, validate_task_id(self.jogg_task_id))
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the result video (and its saved copy) as outputs, the Jogg task id in a facet."""
+        return self._lineage([], str(self.jogg_task_id))
+
     def _jogg_task_id_for_wait(self, context: Context) -> str:
         return validate_task_id(self.jogg_task_id)
 
