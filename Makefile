@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test unit lint typecheck fake-server clean
+.PHONY: venv demo test unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -21,7 +21,7 @@ demo: venv
 
 ## Lint, type check and the whole test suite
 test: venv lint typecheck
-	$(VENV)/bin/python -m pytest -n auto -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto -q -m "not ui" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -29,6 +29,18 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+## Debian's chromium + Playwright for the UI tests (idempotent; apt-get needs root)
+ui-deps: venv
+	scripts/install_ui_deps.sh $(VENV)/bin/python
+
+## The Jogg connection form in a real Airflow UI (api-server + fake Jogg + headless Chromium)
+ui-test: venv
+	$(VENV)/bin/python -m pytest -p no:xdist -m ui -q -rs tests/ui $(PYTEST_ARGS)
+
+## Regenerate docs/images/*.png
+ui-screenshots: venv
+	JOGG_UI_SCREENSHOT_DIR=docs/images $(VENV)/bin/python -m pytest -p no:xdist -m ui -q tests/ui
 
 ## Start the fake Jogg server in the foreground (Ctrl-C stops it)
 fake-server: venv

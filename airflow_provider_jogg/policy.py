@@ -571,7 +571,9 @@ def _extra_number(
 
 
 def _extra_bool(conn_id: str, extra: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = extra.get(name, default)
+    value = extra.get(name)
+    if value is None or value == "":
+        return default
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):

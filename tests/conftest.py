@@ -36,8 +36,9 @@ def conn_json(url: str, key: str | None = TEST_API_KEY, **extra: object) -> str:
 
 @pytest.fixture
 def fake_jogg():
-    """A fresh fake Jogg server on loopback: tasks finish in about 0.3 s."""
-    server = FakeJoggServer(api_key=TEST_API_KEY, pending_seconds=0.05, processing_seconds=0.25)
+    """A fresh fake Jogg server on loopback: tasks finish in about 0.3 s, duration 12.5 s."""
+    # shipped sample media, no ffmpeg: unit tests need fast, fixed answers (media tests opt in)
+    server = FakeJoggServer(api_key=TEST_API_KEY, pending_seconds=0.05, processing_seconds=0.25, ffmpeg=False)
     server.start()
     try:
         yield server

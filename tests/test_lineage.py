@@ -66,6 +66,8 @@ def test_lineage_events_name_inputs_result_and_jogg_task(tmp_path):
             {"type": "file", "log_file_path": str(events_dir / "events.jsonl"), "append": True}
         ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "jogg-tests",
+        # events are emitted from a forked process with a deadline; a loaded CI machine needs room
+        "AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT": "120",
     }
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, "run", str(output)],

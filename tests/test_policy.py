@@ -266,6 +266,8 @@ def test_plain_http_refused_off_loopback_unless_allowed():
         make_config("http://jogg.example.com")
     assert make_config("http://jogg.example.com", allow_insecure_http=True).base_url.startswith("http://")
     assert make_config("http://jogg.example.com", allow_insecure_http="true").base_url.startswith("http://")
+    with pytest.raises(exc.JoggConfigError, match="allow_insecure_http"):  # null means "not set"
+        make_config("http://jogg.example.com", allow_insecure_http=None)
 
 
 def test_missing_key_names_the_connection():

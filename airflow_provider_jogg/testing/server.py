@@ -9,6 +9,14 @@ Task status is computed lazily from the wall clock: a task is ``pending`` for ``
 after its creation, then ``processing`` for ``processing_seconds``, then ``success`` (or ``failed``
 when its video or audio URL contains ``fail``). No background thread is involved.
 
+Results are real media (see :mod:`airflow_provider_jogg.testing.media`): with an ffmpeg binary,
+``result_url`` serves the task's video with its audio muxed in (uploaded assets are used as they
+are; any other URL is replaced by a shipped sample, the machine being offline), ``cover_url`` a
+JPEG frame of it, and ``duration_seconds`` the result's real duration. The result is built once
+per task, on the first status answer or download that needs it. Without ffmpeg (or with
+``ffmpeg=False``) the shipped ``sample.mp4`` and ``sample_cover.jpg`` are served and
+``duration_seconds`` is the configured value.
+
 Faults (:class:`Fault`) make the server misbehave on purpose: error statuses, HTML gateway pages,
 business error codes, unparseable or truncated bodies, dropped or reset connections and slow
 answers. A rate limit can be set to answer ``429`` above a number of requests per second.
@@ -22,6 +30,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import logging
 import secrets
 import socket
 import socketserver
@@ -32,11 +41,16 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from airflow_provider_jogg.testing import media as _media
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "FAILURE_MESSAGE",
@@ -60,11 +74,7 @@ FAILURE_MESSAGE = "consume retry limit reached: audio duration fetch failed"
 
 _TERMINAL = ("success", "failed")
 
-# Placeholder media served under /files/: a minimal MP4 ``ftyp`` box and a JPEG SOI/EOI pair,
-# each followed by the task id so that a download can be told apart from another.
-_MP4_HEADER = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-_JPEG_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-_JPEG_END = b"\xff\xd9"
+log = logging.getLogger(__name__)
 
 _HTML_TEMPLATE = "<html><body><h1>{status} {phrase}</h1></body></html>"
 _NON_JSON_BODY = b"Internal error, please retry"
@@ -309,6 +319,9 @@ class _Task:
     forced_status: str | None = None
     forced_error: str | None = None
     forced_at: float | None = None
+    # The result served under /files/ (built once, on first need, under media_lock).
+    media: _media.BuiltMedia | None = field(default=None, repr=False)
+    media_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass
@@ -365,6 +378,12 @@ class FakeJoggServer:
     API routes live under ``prefix + "/v2/..."``. Routes outside the prefix: ``/files/...``
     (task results), ``/_storage/...`` (pre-signed upload PUTs), ``/assets/...`` (uploaded assets)
     and ``/_fake/...`` (admin: recorded requests, tasks, faults, reset).
+
+    ``ffmpeg`` chooses how results are made: ``None`` (default) finds ffmpeg on ``PATH``, then
+    through ``imageio_ffmpeg`` if it is installed; a string is the path (or name) of the binary to
+    use; ``False`` never runs ffmpeg and serves the shipped sample files. ``ffprobe`` likewise
+    (``None``: next to ffmpeg, then on ``PATH``); without it durations are read from ffmpeg's
+    output. :attr:`ffmpeg` and :attr:`ffprobe` hold the resolved paths (``None``: not used).
     """
 
     def __init__(
@@ -380,11 +399,17 @@ class FakeJoggServer:
         remaining_quota: float = 1000.0,
         *,
         auth_error_status: int = 401,
+        ffmpeg: str | bool | None = None,
+        ffprobe: str | bool | None = None,
     ) -> None:
         """Configure the server (nothing is bound until :meth:`start`).
 
         ``auth_error_status`` is the HTTP status of an invalid-key answer (code 10105): 401 by
         default, 200 to mimic the variant where only the business code tells.
+
+        ``ffmpeg`` / ``ffprobe``: see the class documentation (``ValueError`` when an explicit
+        path cannot be found). ``duration_seconds`` is the duration reported when no ffmpeg is
+        used; with ffmpeg the real duration of the result is reported.
         """
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -406,6 +431,10 @@ class FakeJoggServer:
         self.rate_limit = None if rate_limit is None else float(rate_limit)
         self.remaining_quota = float(remaining_quota)
         self.auth_error_status = auth_error_status
+        #: The ffmpeg binary used to build results, or ``None`` (shipped samples only).
+        self.ffmpeg: str | None = _media.resolve_ffmpeg(ffmpeg)
+        #: The ffprobe binary used to measure results, or ``None`` (ffmpeg's output is parsed).
+        self.ffprobe: str | None = _media.resolve_ffprobe(ffprobe, self.ffmpeg) if self.ffmpeg else None
 
         self._requested_port = port
         self._port: int | None = None
@@ -623,10 +652,16 @@ class FakeJoggServer:
         data: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
         if status == "success":
+            # With ffmpeg the duration is the real result's: build it now if it is not built yet
+            # (once per task; later polls read the stored value).
+            built = self._media_for(task) if self.ffmpeg is not None else task.media
+            duration = self.duration_seconds
+            if built is not None and built.duration is not None:
+                duration = built.duration
             data = {
                 "result_url": f"{self.root_url}/files/{task_id}/result.mp4",
                 "cover_url": f"{self.root_url}/files/{task_id}/cover.jpg",
-                "duration_seconds": self.duration_seconds,
+                "duration_seconds": duration,
             }
         elif status == "failed":
             error = {"message": forced_error or failure or FAILURE_MESSAGE}
@@ -638,6 +673,63 @@ class FakeJoggServer:
             "data": data,
             "error": error,
         }
+
+    # ------------------------------------------------------------------ result media
+
+    def task_media(self, task_id: str) -> _media.BuiltMedia | None:
+        """The media a successful task serves (built now if needed); ``None`` unless ``success``.
+
+        ``KeyError`` for an unknown task. ``from_ffmpeg`` tells a real mux from the shipped sample,
+        and ``note`` says why the sample was used when ffmpeg failed.
+        """
+        with self._lock:
+            task = self._tasks[task_id]
+            status = self._status_of(task, time.time())[0]
+        return self._media_for(task) if status == "success" else None
+
+    def _media_for(self, task: _Task) -> _media.BuiltMedia:
+        """The task's result media, built on first use (one build per task, thread-safe)."""
+        built = task.media
+        if built is not None:
+            return built
+        with task.media_lock:
+            if task.media is None:
+                fresh = self._build_media(task)
+                if fresh is None:  # the server is stopping: answer something, remember nothing
+                    return _media.shipped_media()
+                task.media = fresh
+            return task.media
+
+    def _build_media(self, task: _Task) -> _media.BuiltMedia | None:
+        """Mux the task's inputs with ffmpeg; the shipped sample without ffmpeg or when it fails."""
+        if self.ffmpeg is None:
+            return _media.shipped_media()
+        video = self._media_input(task.video_url, _media.SAMPLE_VIDEO)
+        audio = self._media_input(task.audio_url, _media.SAMPLE_AUDIO)
+        stopping = self._stopping
+        try:
+            return _media.build_result(
+                self.ffmpeg, self.ffprobe, video, audio, task.playback_type, cancel=stopping
+            )
+        except _media.MediaError as exc:
+            if stopping.is_set():
+                return None
+            log.warning(
+                "FakeJoggServer: cannot build the result of task %s (%s); serving the shipped %s instead",
+                task.task_id,
+                exc,
+                _media.SAMPLE_VIDEO.name,
+            )
+            return _media.shipped_media(self.ffmpeg, self.ffprobe, note=str(exc))
+
+    def _media_input(self, url: str, sample: Path) -> _media.MediaInput:
+        """An uploaded asset of this server as bytes, or the shipped ``sample`` for any other URL."""
+        if self._port is not None and url.startswith(self.root_url + "/assets/"):
+            upload = self._upload_for_path(urlsplit(url).path, "/assets/")
+            data = None if upload is None else upload.data
+            if upload is not None and data is not None:
+                return _media.MediaInput(data=data, name=upload.filename)
+        return _media.MediaInput(path=sample, name=sample.name)
 
     # ------------------------------------------------------------------ recording
 
@@ -919,13 +1011,16 @@ class FakeJoggServer:
         task_id, sep, name = path[len("/files/") :].partition("/")
         if not sep or name not in ("result.mp4", "cover.jpg"):
             return _NOT_FOUND
-        payload = self._task_payload(unquote(task_id))
-        if payload is None or payload["status"] != "success":
+        task_id = unquote(task_id)
+        with self._lock:
+            task = self._tasks.get(task_id)
+            status = None if task is None else self._status_of(task, time.time())[0]
+        if task is None or status != "success":
             return _NOT_FOUND
-        marker = payload["task_id"].encode("ascii", "replace")
+        built = self._media_for(task)
         if name == "result.mp4":
-            return _Response(200, _MP4_HEADER + b"fake-jogg-result:" + marker, "video/mp4")
-        return _Response(200, _JPEG_HEADER + b"fake-jogg-cover:" + marker + _JPEG_END, "image/jpeg")
+            return _Response(200, built.video, "video/mp4")
+        return _Response(200, built.cover, "image/jpeg")
 
     def _admin_response(self, method: str, path: str, body: Any, body_ok: bool) -> _Response:
         """Answer ``/_fake/...`` admin routes (no key, not recorded, never faulted)."""

@@ -45,7 +45,7 @@ def times_of(server: FakeJoggServer, path: str) -> list[float]:
 @pytest.fixture
 def prefixed_jogg():
     server = FakeJoggServer(
-        api_key=TEST_API_KEY, prefix="/open", pending_seconds=0.05, processing_seconds=0.25
+        api_key=TEST_API_KEY, prefix="/open", pending_seconds=0.05, processing_seconds=0.25, ffmpeg=False
     )
     server.start()
     try:

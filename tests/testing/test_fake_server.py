@@ -118,7 +118,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
 def test_create_then_status_goes_pending_processing_success(
     make_server: Callable[..., FakeJoggServer], session: requests.Session
 ) -> None:
-    server = make_server(pending_seconds=0.3, processing_seconds=0.3, duration_seconds=7.25)
+    # Without ffmpeg the configured duration is reported (test_fake_server_media.py covers ffmpeg).
+    server = make_server(pending_seconds=0.3, processing_seconds=0.3, duration_seconds=7.25, ffmpeg=False)
     before = time.time()
     response = create(session, server)
     assert response.status_code == 200
@@ -369,12 +370,16 @@ def test_result_files(server: FakeJoggServer, session: requests.Session) -> None
     video = requests.get(f"{server.root_url}/files/{done}/result.mp4", timeout=5)
     assert video.status_code == 200
     assert video.headers["Content-Type"] == "video/mp4"
+    assert int(video.headers["Content-Length"]) == len(video.content)
     assert video.content[4:8] == b"ftyp"
-    assert done.encode() in video.content
+    assert len(video.content) > 1000  # a real MP4, not a placeholder
     cover = requests.get(f"{server.root_url}/files/{done}/cover.jpg", timeout=5)
     assert cover.status_code == 200
     assert cover.headers["Content-Type"] == "image/jpeg"
-    assert cover.content.startswith(b"\xff\xd8")
+    assert cover.content.startswith(b"\xff\xd8\xff")
+    assert cover.content.endswith(b"\xff\xd9")
+    # The same bytes on every download.
+    assert requests.get(f"{server.root_url}/files/{done}/result.mp4", timeout=5).content == video.content
     head = requests.head(f"{server.root_url}/files/{done}/result.mp4", timeout=5)
     assert head.status_code == 200
     assert int(head.headers["Content-Length"]) == len(video.content)
