@@ -56,6 +56,12 @@ class LipSyncCompletionMixin:
     #: what _finish returned, for lineage
     _finished_output: dict[str, Any] | None = None
 
+    def _reset_result_link(self, context: Context) -> None:
+        """An empty "Jogg result" link until a wait succeeds (the UI reads it for every finished task)."""
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=RESULT_URL_XCOM_KEY, value="")
+
     # --- deferral --------------------------------------------------------------------------------------
     def _check_or_defer(self, context: Context, task_id: str) -> dict[str, Any]:
         """Check once (no retries: a worker slot is no place to wait); finish now or defer."""

@@ -48,8 +48,10 @@ def to_path(value: Any, role: str = "path") -> Any:
     A local :class:`~pathlib.Path` for local paths and ``file://`` URIs, an ``ObjectStoragePath``
     for other URIs, the value itself if it already is a path object.
     """
-    if isinstance(value, os.PathLike) and not isinstance(value, str):
-        return value if hasattr(value, "open") else Path(value)
+    if hasattr(value, "open") and hasattr(value, "stat") and not isinstance(value, str):
+        return value  # ObjectStoragePath (not os.PathLike on Airflow 3.3) or pathlib.Path
+    if isinstance(value, os.PathLike):
+        return Path(value)
     if not isinstance(value, str) or not value.strip():
         raise exc.JoggConfigError(f"{role} must be a URL, a path or an ObjectStoragePath, got {value!r}.")
     value = value.strip()

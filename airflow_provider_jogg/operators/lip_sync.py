@@ -133,6 +133,7 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         return JoggHook(jogg_conn_id=self.jogg_conn_id)
 
     def execute(self, context: Context) -> Any:
+        self._reset_result_link(context)
         # every input checked before the first request
         playback_type = validate_playback_type(self.playback_type)
         files = {role: self._check_input(role, value) for role, value in self._inputs().items()}

@@ -89,6 +89,7 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
         return JoggHook(jogg_conn_id=self.jogg_conn_id)
 
     def execute(self, context: Context) -> Any:
+        self._reset_result_link(context)
         if not self.deferrable:
             return super().execute(context)
         return self._check_or_defer(context, validate_task_id(self.jogg_task_id))
