@@ -85,6 +85,11 @@ def mask_secret(secret: Any) -> None:
         from airflow.sdk.log import mask_secret as _mask
     except ImportError:  # Airflow 3.0 before the re-export
         from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask  # type: ignore[no-redef]
+    if not AIRFLOW_V_3_1_PLUS:
+        # 3.0's mask_secret only sends the secret to the supervisor, in a message that dag.test()'s
+        # in-process comms log at DEBUG before anything masks it; 3.1+ masks in this process first
+        with contextlib.suppress(Exception):
+            _mask_locally(secret)
     _mask(secret)
 
 
