@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
+.PHONY: system-deps venv demo test unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -29,6 +29,10 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+## Debian's ffmpeg for the media tests (idempotent; apt-get needs root)
+system-deps:
+	scripts/install_system_deps.sh
 
 ## Debian's chromium + Playwright for the UI tests (idempotent; apt-get needs root)
 ui-deps: venv
