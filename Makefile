@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: system-deps venv demo test unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
+.PHONY: system-deps venv demo test e2e unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -21,7 +21,12 @@ demo: venv
 
 ## Lint, type check and the whole test suite
 test: venv lint typecheck
-	$(VENV)/bin/python -m pytest -n auto -q -m "not ui" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto -q -m "not ui and not e2e" $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory e2e
+
+## End to end: a real Airflow deployment + fake Jogg servers on loopback ports (~6-8 min)
+e2e: venv
+	$(VENV)/bin/python -m pytest -m e2e -v tests/e2e $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--duration-seconds", type=_non_negative, default=12.5, help="reported video length")
     parser.add_argument("--rate-limit", type=_positive, default=None, help="requests per second (429 above)")
+    parser.add_argument(
+        "--no-ffmpeg",
+        action="store_true",
+        help="never build result media with ffmpeg; serve the shipped sample files",
+    )
     parser.add_argument("--remaining-quota", type=float, default=1000.0, help="reported remaining credits")
     return parser
 
@@ -100,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration_seconds=args.duration_seconds,
             rate_limit=args.rate_limit,
             remaining_quota=args.remaining_quota,
+            ffmpeg=False if args.no_ffmpeg else None,
         )
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
