@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: system-deps venv demo test e2e unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
+.PHONY: system-deps venv demo test e2e docs unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -51,9 +51,13 @@ ui-test: venv
 ui-screenshots: venv
 	JOGG_UI_SCREENSHOT_DIR=docs/images $(VENV)/bin/python -m pytest -p no:xdist -m ui -q tests/ui
 
+## The documentation site (docs/, mkdocs.yml) in site/; strict: a broken link, reference or snippet fails
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean -d site
+
 ## Start the fake Jogg server in the foreground (Ctrl-C stops it)
 fake-server: venv
 	$(VENV)/bin/python -m airflow_provider_jogg.testing --port 8765 --api-key local-test-key
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

@@ -237,7 +237,7 @@ def parse_envelope(
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         cls: type[exc.JoggAPIError] = (
-            exc.JoggMalformedResponseError if 200 <= http_status < 300 else exc.JoggAPIError
+            exc.JoggMalformedResponseError if 200 <= http_status < 300 else exc.JoggFatalAPIError
         )
         raise cls(
             f"Jogg answered {what} with a body that is not JSON",
@@ -252,7 +252,8 @@ def parse_envelope(
                 http_status=http_status,
                 body_snippet=body_snippet(body),
             )
-        raise exc.JoggAPIError(
+        # a 4xx without a business code (wrong path prefix, a proxy's refusal): retrying cannot help
+        raise exc.JoggFatalAPIError(
             f"Jogg answered {what} with HTTP {http_status}",
             http_status=http_status,
             body_snippet=body_snippet(body),
@@ -261,14 +262,15 @@ def parse_envelope(
 
     # 3. the business code
     if code != 0:
-        cls, summary = _CODE_ERRORS.get(code, (exc.JoggFatalAPIError, f"Jogg refused {what}"))
+        cls, summary = _CODE_ERRORS.get(code, (exc.JoggFatalAPIError, "Jogg refused the request"))
         if cls is exc.JoggTaskNotFoundError and task_id is not None:
             summary = f"Jogg has no lip-sync task with id {task_id!r}"
         elif cls is not exc.JoggTaskNotFoundError:
             summary = f"{summary} ({what})"
         raise cls(summary, http_status=http_status, code=code, jogg_message=msg)
     if not 200 <= http_status < 300:
-        raise exc.JoggAPIError(
+        # a 4xx without a business code (wrong path prefix, a proxy's refusal): retrying cannot help
+        raise exc.JoggFatalAPIError(
             f"Jogg answered {what} with HTTP {http_status}",
             http_status=http_status,
             code=code,
@@ -656,7 +658,7 @@ def timeout_event(task_id: str, end_time: float) -> dict[str, Any]:
         "status": EventStatus.TIMEOUT.value,
         "task_id": task_id,
         "message": f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
-        "(epoch seconds); the sensor's timeout passed.",
+        "(epoch seconds): the wait's timeout passed.",
     }
 
 

@@ -60,7 +60,10 @@ def to_path(value: Any, role: str = "path") -> Any:
         return Path(unquote(parts.path) if parts.scheme == "file" else value).expanduser()
     from airflow.sdk import ObjectStoragePath
 
-    return ObjectStoragePath(value)
+    try:
+        return ObjectStoragePath(value)
+    except (ValueError, ImportError) as error:  # unknown scheme, or its filesystem package missing
+        raise exc.JoggConfigError(f"{role} {value!r} cannot be opened: {error}") from None
 
 
 def content_type_for(name: str, role: str) -> str:
@@ -77,7 +80,8 @@ def content_type_for(name: str, role: str) -> str:
         )
     if suffix not in allowed:
         raise exc.JoggConfigError(
-            f"{role} {name!r} is not a {role.split('_')[0]} file Jogg takes: use one of "
+            f"{role} {name!r} is not {'a video' if role == 'video_url' else 'an audio'} file Jogg takes: "
+            "use one of "
             f"{', '.join(sorted(allowed))}."
         )
     return allowed[suffix]

@@ -319,7 +319,8 @@ class JoggHook(BaseHook):
     unless the extra says ``"allow_insecure_http": true``). Extra JSON: ``api_platform`` (sent as
     ``x-api-platform``), ``timeout`` (seconds per request, default 30), ``max_retries`` (retries after
     the first attempt, default 3, 0 disables them), ``retry_backoff`` (first backoff in seconds,
-    default 1, doubling per attempt).
+    default 1, doubling per attempt), ``max_requests_per_second`` (per account and process, default
+    50, 0 disables the limit), ``allow_insecure_http`` (default false).
 
     :param jogg_conn_id: the Airflow connection id
     """

@@ -48,8 +48,9 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
         (:class:`JoggLipSyncFailedError`, an ``AirflowFailException``), and so do an unknown task id,
         an invalid key and a plan without API access. Transient errors (429, 5xx, timeouts) never fail
         the wait: they are retried with backoff until ``timeout``, after which the task fails with
-        ``AirflowSensorTimeout`` in every mode. A failed download of the result fails the task
-        normally: its retry finds the Jogg task finished and only downloads again.
+        ``AirflowSensorTimeout`` in every mode. A download of the result is retried on transient
+        failures; if it still fails, the task fails normally and its retry finds the Jogg task
+        finished and only downloads again (a 403/404 from the result URL fails without retries).
 
     :param jogg_task_id: the Jogg task id (templated), e.g. ``"{{ ti.xcom_pull(task_ids='lip_sync') }}"``
     :param jogg_conn_id: the Airflow connection id (templated)

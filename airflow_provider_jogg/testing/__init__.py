@@ -14,7 +14,7 @@ In a pytest test::
     def test_my_dag():
         with FakeJoggServer(api_key="test-key", pending_seconds=0.05, processing_seconds=0.1) as server:
             # Point the Jogg connection at the fake: host = server.url, password = "test-key"
-            # (the hook's documentation says which extra allows a plain http:// host).
+            # (plain http:// is fine: the fake only listens on loopback).
             server.add_fault(Fault("status", status=503, path="/v2/lip_sync_video", times=2))
             ...  # run the DAG, e.g. dag.test()
             assert server.create_count == 1

