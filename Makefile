@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: system-deps venv demo test e2e docs unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
+.PHONY: system-deps venv demo test e2e docs distributed-deps e2e-distributed unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -21,7 +21,7 @@ demo: venv
 
 ## Lint, type check and the whole test suite
 test: venv lint typecheck
-	$(VENV)/bin/python -m pytest -n auto -q -m "not ui and not e2e" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto -q -m "not ui and not e2e and not e2e_distributed" $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory e2e
 
 ## End to end: a real Airflow deployment + fake Jogg servers on loopback ports (~6-8 min)
@@ -50,6 +50,14 @@ ui-test: venv
 ## Regenerate docs/images/*.png
 ui-screenshots: venv
 	JOGG_UI_SCREENSHOT_DIR=docs/images $(VENV)/bin/python -m pytest -p no:xdist -m ui -q tests/ui
+
+## Debian's redis-server + postgresql for the distributed e2e test (idempotent; apt-get needs root)
+distributed-deps:
+	scripts/install_distributed_deps.sh
+
+## Distributed e2e: CeleryExecutor, Redis, PostgreSQL, 2 workers, 2 triggerers (one SIGKILLed) (~7 min)
+e2e-distributed: venv
+	$(VENV)/bin/python -m pytest -m e2e_distributed -v tests/e2e_distributed $(PYTEST_ARGS)
 
 ## The documentation site (docs/, mkdocs.yml) in site/; strict: a broken link, reference or snippet fails
 docs: venv

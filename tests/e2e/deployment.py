@@ -319,6 +319,9 @@ class Deployment:
     trigger_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     _api: requests.Session = field(default_factory=requests.Session)
     _watcher: DeferralWatcher | None = None
+    #: settings added to (or replacing) the defaults of every Airflow process, applied before
+    #: ``airflow db migrate``: e.g. another executor, metadata DB or broker (tests/e2e_distributed)
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     # ---- layout
     @property
@@ -425,6 +428,7 @@ class Deployment:
             "AIRFLOW_CONN_JOGG_DEFAULT": self._conn(self.default_fake.url, self.default_key),
             "AIRFLOW_CONN_JOGG_LOAD": self._conn(self.load_fake.url, self.load_key),
         }
+        self.env.update(self.env_overrides)
 
         t0 = time.monotonic()
         with open(self.proc_logs / "db-migrate.log", "wb") as out:
