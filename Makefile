@@ -5,7 +5,7 @@ AIRFLOW_VERSION ?= 3.3.2
 UV := $(shell command -v uv 2>/dev/null || echo "$(PY) -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: system-deps venv demo test e2e docs distributed-deps e2e-distributed unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
+.PHONY: test-matrix system-deps venv demo test e2e docs distributed-deps e2e-distributed unit lint typecheck fake-server clean ui-deps ui-test ui-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -50,6 +50,10 @@ ui-test: venv
 ## Regenerate docs/images/*.png
 ui-screenshots: venv
 	JOGG_UI_SCREENSHOT_DIR=docs/images $(VENV)/bin/python -m pytest -p no:xdist -m ui -q tests/ui
+
+## The unit and dag.test() suites on the newest patch of Airflow 3.0, 3.1 and 3.2 (3.3: make test)
+test-matrix:
+	scripts/test_matrix.sh
 
 ## Debian's redis-server + postgresql for the distributed e2e test (idempotent; apt-get needs root)
 distributed-deps:

@@ -14,6 +14,8 @@ name                            Airflow 3.2+ (3.3 for the async helpers)  older 
 ``aextra_dejson``               ``Connection.aextra_dejson``              JSON + ``amask_secret``
 ``connection_form_widgets``     ``conn-fields`` (provider info)           wtforms fields (3.0, 3.1)
 ``DagBag``/``sync_dag_to_db``   ``airflow.dag_processing.dagbag``         ``airflow.models.dagbag``
+``serialized_dag_for_run``      ``DBDagBag().get_dag_for_run``            ``SerializedDagModel`` (3.0)
+``run_task_instance``           ``_run_task(ti=, task=)``                 ``_run_task(ti=)`` (3.0)
 ``prepare_dag_test``            nothing to do                             see its docstring
 ==============================  ========================================  ============================
 
@@ -256,9 +258,49 @@ def sync_dag_to_db(dag: DAG, bundle_name: str = "dags-folder") -> None:
     except ImportError:
         try:  # Airflow 3.1
             from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
-        except ImportError:  # Airflow 3.0: dag.test() serializes the DAG itself and needs no DB copy
+        except ImportError:  # Airflow 3.0: a method of the bag, and it wants the file relative to the bundle
+            if getattr(dag, "relative_fileloc", None) is None:
+                dag.relative_fileloc = _relative_fileloc(dag)
+            bag.sync_to_db(bundle_name, None)
             return
     sync_bag_to_db(bag, bundle_name, None)
+
+
+def _relative_fileloc(dag: Any) -> str:
+    """Where ``dag`` was defined, relative to the DAGs folder when it is inside it (as 3.0's DagBag sets)."""
+    import os
+
+    from airflow.configuration import conf
+
+    fileloc = os.path.abspath(dag.fileloc)
+    folder = os.path.abspath(os.path.expanduser(conf.get("core", "dags_folder")))
+    if os.path.commonpath([fileloc, folder]) == folder:
+        return os.path.relpath(fileloc, folder)
+    return os.path.basename(fileloc)
+
+
+def serialized_dag_for_run(dag_run: Any, session: Any) -> Any:
+    """The serialized DAG (the scheduler's view) a run was created with."""
+    try:  # Airflow 3.1+
+        from airflow.models.dagbag import DBDagBag
+    except ImportError:  # Airflow 3.0: one serialized version per DAG id
+        from airflow.models.serialized_dag import SerializedDagModel
+
+        return SerializedDagModel.get_dag(dag_run.dag_id, session=session)
+    return DBDagBag().get_dag_for_run(dag_run=dag_run, session=session)
+
+
+def run_task_instance(ti: Any, task: Any, *, run_triggerer: bool = True) -> Any:
+    """Run one scheduled task instance in this process, as ``dag.test()`` does (deferrals inline)."""
+    import inspect
+
+    from airflow.sdk.definitions import dag as sdk_dag
+
+    run: Any = sdk_dag._run_task
+    if "task" in inspect.signature(run).parameters:  # Airflow 3.1+
+        return run(ti=ti, task=task, run_triggerer=run_triggerer)
+    ti.task = task  # Airflow 3.0 reads the task from the instance
+    return run(ti=ti, run_triggerer=run_triggerer)
 
 
 def prepare_dag_test() -> None:
@@ -351,5 +393,7 @@ __all__ = [
     "dagbag_class",
     "mask_secret",
     "prepare_dag_test",
+    "run_task_instance",
+    "serialized_dag_for_run",
     "sync_dag_to_db",
 ]
