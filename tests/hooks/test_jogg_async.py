@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -11,26 +10,17 @@ from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.hooks import jogg as jogg_hook
 from airflow_provider_jogg.hooks.jogg import AsyncJoggClient, JoggHook, LipSyncResult
 from airflow_provider_jogg.testing import Fault
-from tests.conftest import FAST_EXTRA, TEST_API_KEY
-
-STATUS = "/v2/lip_sync_video/"
-WHOAMI = "/v2/user/whoami"
-VIDEO = "https://media.example/clip.mp4"
-AUDIO = "https://media.example/voice.mp3"
-WRONG_KEY = "sk-jogg-WRONGKEY-0000000000000000"
-MAX_RETRIES = FAST_EXTRA["max_retries"]
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def assert_no_secret(error: BaseException) -> None:
-    text = f"{error} {error!r}"
-    assert TEST_API_KEY not in text
-    assert WRONG_KEY not in text
+from tests.conftest import TEST_API_KEY
+from tests.hooks.support import (
+    AUDIO,
+    MAX_RETRIES,
+    STATUS,
+    VIDEO,
+    WHOAMI,
+    WRONG_KEY,
+    assert_no_secret,
+    closed_port,
+)
 
 
 def no_session_left(base_url: str) -> bool:
