@@ -100,10 +100,14 @@ async def test_a_429_backs_every_wait_off(fake_jogg, set_conn):
 
     requests = [r for r in fake_jogg.requests if r.path.startswith(STATUS)]
     limited = next(r for r in requests if r.status == 429)
-    after = [r.time - limited.time for r in requests if r.time > limited.time]
+    after = [r for r in requests if r.time > limited.time]
     assert after, "the waits went on after the 429"
-    # no wait on this account, not only the one that saw the 429, sent anything within Retry-After
-    assert min(after) >= 1.0
+    # Within Retry-After the server may still see requests that were already on their way when the
+    # 429 was answered (at most one per wait); no wait sends a new one: without the shared throttle
+    # each would poll ~20 times in that second (interval 0.05 s)
+    within = [r.path for r in after if r.time - limited.time < 1.0]
+    assert len(within) == len(set(within)) <= len(ids) - 1
+    assert max(r.time for r in after) - limited.time >= 1.0
 
 
 @pytest.mark.asyncio
