@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:  # Airflow >= 3.1 exposes these from the task SDK
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+from airflow_provider_jogg._compat import AirflowException, AirflowFailException
 
 
 class JoggError(AirflowException):

@@ -57,6 +57,7 @@ def read_events(path) -> list[dict]:
 def test_lineage_events_name_inputs_result_and_jogg_task(tmp_path):
     events_dir = tmp_path / "ol"
     events_dir.mkdir()
+    (tmp_path / "home").mkdir()  # Airflow 3.0 does not create AIRFLOW_HOME before opening its DB
     output = tmp_path / "out" / "result.mp4"
     env = {
         **os.environ,

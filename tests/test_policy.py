@@ -71,7 +71,7 @@ def test_business_codes_map_to_typed_errors(code, cls):
 
 
 def test_fatal_codes_are_airflow_fail_exceptions():
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_jogg._compat import AirflowFailException
 
     for code in (10104, 10105, 18020, 18025, 40000):
         with pytest.raises(AirflowFailException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,9 +10,11 @@ import sys
 from importlib import resources
 
 import jsonschema
+import pytest
 
 from airflow_provider_jogg import __version__
-from airflow_provider_jogg.get_provider_info import get_provider_info
+from airflow_provider_jogg._compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS
+from airflow_provider_jogg.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_jogg.hooks.jogg import JoggHook
 
 MODULES = {
@@ -79,6 +82,8 @@ def test_providers_manager_sees_hook_and_form():
     assert hook is not None
     assert hook.hook_class_name == "airflow_provider_jogg.hooks.jogg.JoggHook"
     assert hook.connection_id_attribute_name == "jogg_conn_id"
+    if not AIRFLOW_V_3_2_PLUS:
+        pytest.skip("before 3.2 the form comes from the hook's methods; see test_ui_connection_form")
     behaviour = manager.field_behaviours["jogg"]
     assert set(behaviour["hidden_fields"]) == {"schema", "port", "login"}
     assert behaviour["relabeling"] == {"host": "Base URL", "password": "API Key"}
@@ -86,6 +91,28 @@ def test_providers_manager_sees_hook_and_form():
     widgets = manager.connection_form_widgets
     assert "extra__jogg__timeout" in widgets
     assert "extra__jogg__api_platform" in widgets
+
+
+def test_ui_connection_form():
+    """What the UI's connection form gets, on every 3.x (3.2+: provider info; 3.0/3.1: hook methods)."""
+    if not AIRFLOW_V_3_1_PLUS and importlib.util.find_spec("wtforms") is None:
+        pytest.skip("Airflow 3.0's UI shows provider form fields only with wtforms (the FAB provider)")
+    code = (
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == 'jogg']\n"
+        "print('META=' + meta.model_dump_json())\n"
+    )
+    # a fresh process: the providers manager is a singleton whose caches other tests fill
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    meta = json.loads(out.rsplit("META=", 1)[1])
+    assert meta["hook_class_name"] == "airflow_provider_jogg.hooks.jogg.JoggHook"
+    fields = meta["standard_fields"]
+    assert fields["host"] == {"hidden": False, "title": "Base URL", "placeholder": "https://api.jogg.ai"}
+    assert fields["password"]["title"] == "API Key"
+    assert fields["port"]["hidden"]
+    assert fields["login"]["hidden"]
+    assert set(meta["extra_fields"]) == set(CONN_FIELDS)
+    assert meta["extra_fields"]["timeout"]["description"] == CONN_FIELDS["timeout"]["description"]
 
 
 def test_hook_form_matches_provider_info():

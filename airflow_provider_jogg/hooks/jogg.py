@@ -24,11 +24,17 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import tenacity
-from airflow.sdk import BaseHook
 from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg._compat import aextra_dejson, aget_connection, amask_secret, mask_secret
+from airflow_provider_jogg._compat import (
+    BaseHook,
+    aextra_dejson,
+    aget_connection,
+    amask_secret,
+    connection_form_widgets,
+    mask_secret,
+)
 from airflow_provider_jogg.policy import (
     CREATE_PATH,
     DEFAULT_CONN_ID,
@@ -335,6 +341,13 @@ class JoggHook(BaseHook):
     def __init__(self, jogg_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jogg_conn_id = jogg_conn_id
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields on Airflow 3.0/3.1; 3.2+ reads ``conn-fields`` from the provider info."""
+        from airflow_provider_jogg.get_provider_info import CONN_FIELDS
+
+        return connection_form_widgets(CONN_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

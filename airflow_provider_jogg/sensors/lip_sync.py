@@ -9,15 +9,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg._compat import AirflowRescheduleException, AirflowSensorTimeout
 from airflow_provider_jogg.completion import DEFERRAL_GRACE, LipSyncCompletionMixin
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
 from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_task_id
-
-try:
-    from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowRescheduleException, AirflowSensorTimeout  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

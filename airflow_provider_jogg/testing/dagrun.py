@@ -24,9 +24,9 @@ def reset_metadata_db() -> None:
 
 def load_dag(path: str | Path, dag_id: str) -> DAG:
     """Parse one DAG file and return the DAG ``dag_id``; parse errors are raised, not swallowed."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_jogg._compat import dagbag_class
 
-    bag = DagBag(dag_folder=str(path), safe_mode=False)
+    bag = dagbag_class()(dag_folder=str(path), safe_mode=False)
     if bag.import_errors:
         raise RuntimeError(f"Cannot import {path}: {bag.import_errors}")
     dag = bag.dags.get(dag_id)
@@ -40,15 +40,10 @@ def run_dag(dag: DAG, run_conf: dict[str, Any] | None = None) -> DagRun:
     Serialize ``dag`` into the metadata DB (``dag.test()`` needs it there even for a DAG built in
     code) and run it once with ``dag.test()``. Deferred tasks run their trigger inline.
     """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from airflow.utils.session import create_session
+    from airflow_provider_jogg._compat import prepare_dag_test, sync_dag_to_db
 
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    bag = DagBag(collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    prepare_dag_test()
+    sync_dag_to_db(dag)
     return dag.test(run_conf=run_conf)
 
 

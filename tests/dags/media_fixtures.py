@@ -150,17 +150,16 @@ def run_existing_dagrun(dag: DAG, dag_run: DagRun, max_loops: int = 100) -> DagR
     and the in-process task runner of ``dag.test()`` (which itself always creates a new manual run).
     Returns the finished run, detached.
     """
-    from airflow.models.dagbag import DBDagBag
     from airflow.models.dagrun import DagRun as DagRunModel
-    from airflow.sdk.definitions.dag import _run_task
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    dag_bag = DBDagBag()
+    from airflow_provider_jogg._compat import run_task_instance, serialized_dag_for_run
+
     for _ in range(max_loops):
         with create_session() as session:
             run = session.get(DagRunModel, dag_run.id)
-            run.dag = dag_bag.get_dag_for_run(dag_run=run, session=session)  # the serialized DAG
+            run.dag = serialized_dag_for_run(run, session)  # the serialized DAG
             if run.state != DagRunState.RUNNING:
                 session.expunge(run)
                 return run
@@ -176,5 +175,5 @@ def run_existing_dagrun(dag: DAG, dag_run: DagRun, max_loops: int = 100) -> DagR
                 if ti.state == TaskInstanceState.SCHEDULED
             ]
             for ti in scheduled:
-                _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+                run_task_instance(ti, dag.task_dict[ti.task_id])
     raise AssertionError(f"{dag_run.run_id} did not finish in {max_loops} scheduling loops")

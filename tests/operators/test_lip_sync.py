@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg._compat import AirflowFailException
 from airflow_provider_jogg.operators.lip_sync import LipSyncOperator
 from airflow_provider_jogg.testing import Fault
 

@@ -7,14 +7,14 @@ import time
 
 import pytest
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-from airflow.sdk.exceptions import (
+
+from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg._compat import (
     AirflowFailException,
     AirflowRescheduleException,
     AirflowSensorTimeout,
     TaskDeferred,
 )
-
-from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.policy import LipSyncResult, error_event, result_event, timeout_event
 from airflow_provider_jogg.sensors.lip_sync import DEFERRAL_GRACE, LipSyncSensor
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
