@@ -73,3 +73,25 @@ fake-server: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
+BENCH_VENV := bench/.venv
+BENCH_PY := $(BENCH_VENV)/bin/python
+
+$(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(UV) venv --quiet --allow-existing -p $(PY) $(BENCH_VENV)
+	UV_COMPILE_BYTECODE=1 $(UV) pip install --quiet -p $(BENCH_PY) -e . -r bench/requirements.txt
+	@touch $@
+
+.PHONY: bench bench-quick bench-venv
+
+bench-venv: $(BENCH_VENV)/.installed
+
+## N = 1,000 at a 5 s poll interval for every kind; prints the table (under 2 minutes)
+bench-quick: bench-venv
+	$(BENCH_PY) bench/run.py --quick
+
+## The whole matrix (about 35 minutes): bench/results/full.json, bench/RESULTS.md, bench/plot.png,
+## then the import cost of the trigger module (bench/results/import_cost.json)
+bench: bench-venv
+	$(BENCH_PY) bench/run.py --full
+	$(BENCH_PY) bench/import_cost.py --json bench/results/import_cost.json
