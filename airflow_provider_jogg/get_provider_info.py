@@ -39,7 +39,7 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "max_requests_per_second": {
         "label": "Max requests per second",
-        "schema": {"type": ["number", "null"], "default": 50, "minimum": 0},
+        "schema": {"type": ["number", "null"], "default": 100, "minimum": 0},
         "description": "Per account and process (e.g. one triggerer): all waits share it. 0: no limit.",
     },
     "allow_insecure_http": {

@@ -11,7 +11,7 @@ is only what each trigger does per poll.
 * :class:`SharedHttpxTrigger` -- the same with one shared ``httpx.AsyncClient`` (default limits).
 
 Both poll on LipSyncTrigger's schedule by default (``schedule="spread"``: first poll after
-U(0.5, 1.5) intervals, then interval + up to 10 % jitter), so that the comparison with it measures
+U(0.5, 1.5) intervals, then interval x U(0.99, 1.01)), so that the comparison with it measures
 the poll path and not the schedule; ``schedule="lockstep"`` (kind ``aiohttp_lockstep``) polls at
 start and then exactly every interval, like HttpSensorTrigger and DbtCloudRunJobTrigger;
 ``schedule="tick"`` (kind ``aiohttp_tick``) is the spread schedule with every wake-up rounded up to
@@ -67,11 +67,11 @@ def _httpx_client() -> Any:
 
 class _Schedule:
     """When to poll. ``spread`` is LipSyncTrigger's schedule (first poll after U(0.5, 1.5) intervals,
-    then every interval plus up to 10 % jitter), so the lower bound differs from it only in the
+    then interval x U(0.99, 1.01)), so the lower bound differs from it only in the
     poll path; ``lockstep`` polls at once, then every interval exactly (the peers' schedule)."""
 
     FIRST_SPREAD = 0.5
-    JITTER = 0.1
+    JITTER = 0.01
 
     #: ``tick``: the spread schedule, with each wake-up rounded up to a multiple of this (seconds)
     TICK = 0.1
@@ -94,7 +94,7 @@ class _Schedule:
 
     def next(self) -> float:
         if self.spread:
-            return self._align(self.interval * (1 + random.uniform(0, self.JITTER)))
+            return self._align(self.interval * random.uniform(1 - self.JITTER, 1 + self.JITTER))
         return self.interval
 
 

@@ -46,7 +46,6 @@ HERE = Path(__file__).resolve().parent
 KINDS = {
     "lip_sync": "LipSyncTrigger (this provider)",
     "lip_sync_default": "LipSyncTrigger, connection defaults",
-    "lip_sync_tick": "LipSyncTrigger, its sleeps rounded up to a 100 ms grid (proposed change)",
     "http_sensor": "HttpSensorTrigger",
     "dbt_cloud": "DbtCloudRunJobTrigger",
     "aiohttp_shared": "shared aiohttp session (lower bound)",
@@ -107,7 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 #: the bench's jogg_default connection extra per kind, unless --conn-extra is given
 DEFAULT_CONN_EXTRA = {
     "lip_sync": {"max_requests_per_second": 0},
-    "lip_sync_tick": {"max_requests_per_second": 0},
     "lip_sync_default": {},
 }
 
@@ -149,7 +147,7 @@ def make_trigger(kind: str, i: int, tag: int, interval: float):
     """The trigger object a deferring task would hand to ``defer()``."""
     end_time = time.time() + 3 * 3600
     task = f"t{tag}-{i}"
-    if kind in ("lip_sync", "lip_sync_default", "lip_sync_tick"):
+    if kind in ("lip_sync", "lip_sync_default"):
         from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 
         return LipSyncTrigger(jogg_task_id=task, poll_interval=interval, end_time=end_time)
@@ -175,33 +173,6 @@ def make_trigger(kind: str, i: int, tag: int, interval: float):
 
         return SharedHttpxTrigger(status_id=task, poll_interval=interval)
     raise ValueError(kind)
-
-
-#: the grid of kind lip_sync_tick, seconds
-TICK = 0.1
-
-
-def patch_lip_sync_tick() -> None:
-    """Kind ``lip_sync_tick``: the trigger module's ``asyncio.sleep`` wakes at the next multiple of
-    ``TICK`` (loop time) at or after the asked delay, so polls that fall due within the same 100 ms
-    share one event-loop iteration. Only the trigger module's own sleeps change (the hook module keeps
-    its ``asyncio``); this is the one-line change proposed for ``LipSyncTrigger._poll``."""
-    import asyncio
-    import math
-    import types
-
-    import airflow_provider_jogg.triggers.lip_sync as module
-
-    real_sleep = asyncio.sleep
-
-    async def sleep(delay, result=None):
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        return await real_sleep(math.ceil((now + max(delay, 0.0)) / TICK) * TICK - now, result)
-
-    proxy = types.SimpleNamespace(**{k: getattr(asyncio, k) for k in dir(asyncio) if not k.startswith("__")})
-    proxy.sleep = sleep
-    module.asyncio = proxy
 
 
 def patch_dbt_scheme() -> None:
@@ -699,8 +670,6 @@ def build_supervisor_class():
                 os.sched_setaffinity(0, {ARGS.runner_cpu})
             if ARGS.kind == "dbt_cloud":
                 patch_dbt_scheme()
-            if ARGS.kind == "lip_sync_tick":
-                patch_lip_sync_tick()
             if ARGS.profile == "cprofile":
                 import cProfile
 

@@ -34,11 +34,10 @@ RESULTS = HERE / "results"
 PY = sys.executable
 
 KINDS = ["lip_sync", "aiohttp_shared", "http_sensor", "dbt_cloud", "httpx_shared"]
-ALL_KINDS = [*KINDS, "lip_sync_default", "lip_sync_tick", "aiohttp_lockstep", "aiohttp_tick"]
+ALL_KINDS = [*KINDS, "lip_sync_default", "aiohttp_lockstep", "aiohttp_tick"]
 LABELS = {
     "lip_sync": "LipSyncTrigger (ours)",
     "lip_sync_default": "LipSyncTrigger, default connection (50 req/s throttle)",
-    "lip_sync_tick": "LipSyncTrigger + 100 ms wake-up grid (proposed)",
     "aiohttp_shared": "shared aiohttp (lower bound)",
     "aiohttp_lockstep": "shared aiohttp, lockstep schedule",
     "aiohttp_tick": "shared aiohttp, spread on a 100 ms grid",
@@ -55,10 +54,8 @@ FULL = [(10.0, [100, 1000, 5000, 10000]), (5.0, [100, 1000, 5000, 10000]), (1.0,
 #: and the rate-limited scenario (server answers 429 above 200 requests/s)
 FULL_EXTRA = [
     # the lower bound on the peers' lockstep schedule, and on ours rounded to a 100 ms grid
-    {"kind": "lip_sync_tick", "n": 1000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_tick", "n": 1000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_lockstep", "n": 1000, "interval": 5.0, "window": 10.0},
-    {"kind": "lip_sync_tick", "n": 5000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_lockstep", "n": 5000, "interval": 5.0, "window": 10.0},
     {"kind": "lip_sync_default", "n": 1000, "interval": 5.0, "window": 10.0},
     {

@@ -8,7 +8,6 @@ decided in :mod:`airflow_provider_jogg.policy`, shared by both paths.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -16,10 +15,9 @@ import tempfile
 import threading
 import time
 import uuid
-import weakref
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -27,13 +25,14 @@ import tenacity
 from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg._compat import (
-    BaseHook,
-    aextra_dejson,
-    aget_connection,
-    amask_secret,
-    connection_form_widgets,
-    mask_secret,
+from airflow_provider_jogg._compat import BaseHook, connection_form_widgets, mask_secret
+from airflow_provider_jogg.hooks.async_client import (
+    _ASYNC_SESSIONS,
+    AsyncJoggClient,
+    acquire_shared_session,
+    close_on_rate_limit,
+    config_from_connection,
+    release_shared_session,
 )
 from airflow_provider_jogg.policy import (
     CREATE_PATH,
@@ -43,7 +42,6 @@ from airflow_provider_jogg.policy import (
     STATUS_PATH,
     UPLOAD_PATH,
     WHOAMI_PATH,
-    AccountThrottle,
     JoggConnectionConfig,
     JoggStatus,
     LipSyncResult,
@@ -59,11 +57,16 @@ from airflow_provider_jogg.policy import (
 )
 from airflow_provider_jogg.storage import MediaFile, inspect_file, partial_name, to_path
 
-if TYPE_CHECKING:
-    import aiohttp
-    from airflow.sdk import Connection
-
-__all__ = ["AsyncJoggClient", "JoggHook", "JoggStatus", "LipSyncResult"]
+__all__ = [
+    "_ASYNC_SESSIONS",
+    "AsyncJoggClient",
+    "JoggHook",
+    "JoggStatus",
+    "LipSyncResult",
+    "acquire_shared_session",
+    "config_from_connection",
+    "release_shared_session",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +74,6 @@ log = logging.getLogger(__name__)
 _RETRY_PUT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: bytes per read when streaming a result to its destination
 DOWNLOAD_CHUNK = 1024 * 1024
-
-
-def config_from_connection(conn: Connection, extra: dict[str, Any] | None = None) -> JoggConnectionConfig:
-    """Validate an Airflow connection into a :class:`JoggConnectionConfig`."""
-    return JoggConnectionConfig.from_connection(
-        conn.conn_id,
-        host=conn.host,
-        password=conn.password,
-        port=conn.port,
-        extra=conn.extra_dejson if extra is None else extra,
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,14 +106,6 @@ def _retry_kwargs(
         "before_sleep": before_sleep,
         "reraise": True,
     }
-
-
-def _close_on_rate_limit(
-    throttle: AccountThrottle, error: exc.JoggAPIError, config: JoggConnectionConfig
-) -> None:
-    if isinstance(error, exc.JoggRateLimitError):
-        # every caller on this account waits, not only the one that saw the 429
-        throttle.close_for(error.retry_after if error.retry_after is not None else config.retry_backoff)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,146 +158,6 @@ def _connection_error(error: requests.RequestException, what: str, timeout: floa
 
 
 # --------------------------------------------------------------------------------------------------
-# Async transport
-# --------------------------------------------------------------------------------------------------
-class _SharedSession:
-    __slots__ = ("session", "users")
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-        self.users = 0
-
-
-_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedSession]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
-    """
-    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL.
-
-    One pooled keep-alive session for thousands of triggers is what keeps a poll cheap; a session per
-    poll (new TCP connection each time) costs several times more CPU. The session is closed when its
-    last user releases it (:func:`release_shared_session`), so no session outlives its users.
-    """
-    import aiohttp
-
-    per_loop = _ASYNC_SESSIONS.setdefault(asyncio.get_running_loop(), {})
-    shared = per_loop.get(base_url)
-    if shared is None or shared.session.closed:
-        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
-        # aiohttp silently re-sends an idempotent request once when a kept-alive connection drops;
-        # the provider's retry policy (counted, backed off, Retry-After aware) must be the only one
-        if hasattr(session, "_retry_connection"):
-            session._retry_connection = False
-        shared = per_loop[base_url] = _SharedSession(session)
-    shared.users += 1
-    return shared.session
-
-
-async def release_shared_session(base_url: str) -> None:
-    """Give a lease back; the last one out closes the session."""
-    per_loop = _ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
-    shared = per_loop.get(base_url)
-    if shared is None:
-        return
-    shared.users -= 1
-    if shared.users <= 0:
-        del per_loop[base_url]
-        await shared.session.close()
-
-
-class AsyncJoggClient:
-    """
-    A lean async client for status polls: everything is resolved once, a poll is one request.
-
-    Use it as an async context manager: it leases the event loop's shared session on entry and
-    gives it back on exit::
-
-        async with await AsyncJoggClient.for_connection("jogg_default") as client:
-            result = await client.get_lip_sync_video(task_id)
-
-    :param config: resolved connection settings
-    """
-
-    def __init__(self, config: JoggConnectionConfig) -> None:
-        import aiohttp
-
-        self.config = config
-        self.throttle = config.throttle()
-        self._headers = config.headers()
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
-        self._status_prefix = config.url(STATUS_PATH.format(task_id=""))
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> AsyncJoggClient:
-        if self._session is None:
-            self._session = acquire_shared_session(self.config.base_url)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            self._session = None
-            await release_shared_session(self.config.base_url)
-
-    @classmethod
-    async def for_connection(cls, conn_id: str) -> AsyncJoggClient:
-        """Resolve an Airflow connection without blocking the event loop."""
-        conn = await aget_connection(conn_id)
-        config = config_from_connection(conn, extra=await aextra_dejson(conn))
-        await amask_secret(config.api_key)
-        return cls(config)
-
-    async def get_lip_sync_video(self, task_id: str) -> LipSyncResult:
-        """One status request, no retry. Raises a :class:`JoggAPIError` subclass on any failure."""
-        data = await self.request(
-            "GET", self._status_prefix + task_id, what=f"status of task {task_id}", task_id=task_id
-        )
-        return parse_lip_sync_result(data, task_id)
-
-    async def request(
-        self, method: str, url: str, *, what: str, task_id: str | None = None, json: Any = None
-    ) -> Any:
-        import aiohttp
-
-        throttle = self.throttle
-        while True:  # wait for our slot under the rate limit, and past any Retry-After
-            wait = throttle.reserve(time.time())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if throttle.open_at <= time.time():
-                break
-        if self._session is None:
-            raise RuntimeError("AsyncJoggClient used outside 'async with'")
-        try:
-            async with self._session.request(
-                method, url, headers=self._headers, timeout=self._timeout, json=json
-            ) as resp:
-                body = await resp.read()
-                status, retry_after = resp.status, resp.headers.get("Retry-After")
-        except asyncio.TimeoutError:
-            raise exc.JoggConnectionError(
-                f"Jogg {what}: no complete answer within the {self.config.timeout:g} s timeout"
-            ) from None
-        except aiohttp.ClientConnectorError as error:
-            raise exc.JoggConnectionError(
-                f"Jogg {what}: could not connect ({type(error).__name__})", request_sent=False
-            ) from None
-        except aiohttp.ClientError as error:
-            raise exc.JoggConnectionError(
-                f"Jogg {what}: the connection failed before a complete answer arrived "
-                f"({type(error).__name__})"
-            ) from None
-        try:
-            return parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
-        except exc.JoggAPIError as error:
-            _close_on_rate_limit(throttle, error, self.config)
-            raise
-
-
-# --------------------------------------------------------------------------------------------------
 # The hook
 # --------------------------------------------------------------------------------------------------
 class JoggHook(BaseHook):
@@ -326,7 +170,7 @@ class JoggHook(BaseHook):
     ``x-api-platform``), ``timeout`` (seconds per request, default 30), ``max_retries`` (retries after
     the first attempt, default 3, 0 disables them), ``retry_backoff`` (first backoff in seconds,
     default 1, doubling per attempt), ``max_requests_per_second`` (per account and process, default
-    50, 0 disables the limit), ``allow_insecure_http`` (default false).
+    100, 0 disables the limit), ``allow_insecure_http`` (default false).
 
     :param jogg_conn_id: the Airflow connection id
     """
@@ -399,7 +243,7 @@ class JoggHook(BaseHook):
                 task_id=task_id,
             )
         except exc.JoggAPIError as error:
-            _close_on_rate_limit(throttle, error, config)
+            close_on_rate_limit(throttle, error, config)
             raise
 
     def _call(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +11,6 @@ from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.policy import (
     DEFAULT_CONN_ID,
     JoggStatus,
-    backoff_delay,
     error_event,
     result_event,
     timeout_event,
@@ -22,12 +19,7 @@ from airflow_provider_jogg.policy import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_jogg.hooks.jogg import AsyncJoggClient
-
-#: normal polls wait ``poll_interval`` plus up to this fraction of it, so waits spread out
-POLL_JITTER = 0.1
-#: the first poll comes after ``poll_interval`` times a uniform factor in [1 - this, 1 + this]
-FIRST_POLL_SPREAD = 0.5
+    from airflow_provider_jogg.triggers.polling import Note
 
 
 class LipSyncTrigger(BaseTrigger):
@@ -40,9 +32,16 @@ class LipSyncTrigger(BaseTrigger):
 
     .. note::
         Transient failures (429, 5xx, code 50000, timeouts, broken connections, unreadable bodies) are
-        retried with exponential backoff, never sooner than the poll interval or a ``Retry-After``,
-        until the task ends or ``end_time`` passes. The connection is looked up once per run, with the
-        async connection API; the key never enters the trigger's kwargs.
+        retried with exponential backoff, never sooner than the poll interval (a 429: its
+        ``Retry-After``, during which nobody polls that account), until the task ends or ``end_time``
+        passes. The connection is looked up once per run, with the async connection API; the key never
+        enters the trigger's kwargs.
+
+        The trigger holds no timer of its own: every wait on one account in one event loop is polled
+        by that account's :class:`~airflow_provider_jogg.triggers.polling.PollScheduler`, which sends
+        due polls together on a 100 ms grid over the loop's one shared session, and wakes the trigger
+        only to log a new status or a retried failure, and to end the wait. The first poll comes
+        after ``poll_interval`` x U(0.5, 1.5), the next ones ``poll_interval`` x U(0.99, 1.01) apart.
 
     :param jogg_task_id: the Jogg task id
     :param jogg_conn_id: the Airflow connection id
@@ -81,74 +80,72 @@ class LipSyncTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
-        """Poll until the task ends; returns the one event payload."""
-        from airflow_provider_jogg.hooks.jogg import AsyncJoggClient
+        """Wait until the task ends; returns the one event payload."""
+        from airflow_provider_jogg.hooks.async_client import config_for_connection
+        from airflow_provider_jogg.triggers.polling import PollScheduler
 
         task_id = self.jogg_task_id
+        if self.end_time is not None and time.time() >= self.end_time:
+            return timeout_event(task_id, self.end_time)
         try:
-            client: AsyncJoggClient = await AsyncJoggClient.for_connection(self.jogg_conn_id)
+            config = await config_for_connection(self.jogg_conn_id)
         except exc.JoggConfigError as error:
             return error_event(task_id, error)
         except Exception as error:  # connection missing or secrets backend down: say which
             return error_event(
                 task_id, exc.JoggConfigError(f"Connection {self.jogg_conn_id!r} could not be read: {error}")
             )
-
-        async with client:
-            return await self._poll(client)
-
-    async def _poll(self, client: AsyncJoggClient) -> dict[str, Any]:
-        task_id = self.jogg_task_id
+        # this trigger's task sleeps until the account's scheduler has news: no timer, no wake-up per poll
+        scheduler = PollScheduler.for_config(config)
+        wait = await scheduler.register(task_id, self.poll_interval, self.end_time)
         started = time.time()
-        last_status: str | None = None
-        failures = 0
-        # the sensor checked just before deferring; spreading first polls over one interval keeps
-        # thousands of waits deferred together from polling in lockstep
-        delay = self.poll_interval * random.uniform(1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD)
-        while True:
-            if self.end_time is not None:
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    return timeout_event(task_id, self.end_time)
-                delay = min(delay, remaining)
-            await asyncio.sleep(max(delay, client.throttle.remaining()))
-            if self.end_time is not None and time.time() >= self.end_time:
-                return timeout_event(task_id, self.end_time)
-            try:
-                result = await client.get_lip_sync_video(task_id)
-            except exc.JoggAPIError as error:
-                if not error.transient:
-                    self.log.error("Jogg task %s: %s", task_id, error)
-                    return error_event(task_id, error)
-                failures += 1
-                retry_after = getattr(error, "retry_after", None)
-                delay = max(
-                    self.poll_interval, backoff_delay(failures, client.config.retry_backoff, retry_after)
-                )
-                self.log.warning(
-                    "Jogg task %s: poll failed (%d in a row), next poll in %.1f s: %s",
+        try:
+            while True:
+                for note in await wait.next_notes():
+                    event = self._on_note(note, started)
+                    if event is not None:
+                        return event
+        finally:
+            await scheduler.unregister(wait)
+
+    def _on_note(self, note: Note, started: float) -> dict[str, Any] | None:
+        """Log what the scheduler says (in this trigger's own log); the event once the wait ends."""
+        task_id = self.jogg_task_id
+        if note.kind == "retry":
+            self.log.warning(
+                "Jogg task %s: poll failed (%d in a row), next poll in %.1f s: %s",
+                task_id,
+                note.failures,
+                note.next_in,
+                note.error,
+            )
+            return None
+        if note.kind == "status":
+            status = note.status or ""
+            if JoggStatus.is_known(status):
+                self.log.info(
+                    "Jogg task %s is %s (%.0f s since this wait started)",
                     task_id,
-                    failures,
-                    delay,
-                    error,
+                    status,
+                    time.time() - started,
                 )
-                continue
-            failures = 0
-            if result.status != last_status:
-                last_status = result.status
-                if JoggStatus.is_known(result.status):
-                    self.log.info(
-                        "Jogg task %s is %s (%.0f s since this wait started)",
-                        task_id,
-                        result.status,
-                        time.time() - started,
-                    )
-                else:
-                    self.log.warning(
-                        "Jogg task %s reports an unknown status %r; treating it as not finished",
-                        task_id,
-                        result.status,
-                    )
-            if result.is_terminal:
-                return result_event(result)
-            delay = self.poll_interval * (1 + random.uniform(0, POLL_JITTER))
+            else:
+                self.log.warning(
+                    "Jogg task %s reports an unknown status %r; treating it as not finished", task_id, status
+                )
+            return None
+        if note.crash is not None:
+            raise note.crash
+        if note.error is not None:
+            self.log.error("Jogg task %s: %s", task_id, note.error)
+            return error_event(task_id, note.error)
+        if note.result is not None:
+            self.log.info(
+                "Jogg task %s is %s (%.0f s since this wait started)",
+                task_id,
+                note.result.status,
+                time.time() - started,
+            )
+            return result_event(note.result)
+        assert self.end_time is not None  # only a wait with an end time times out
+        return timeout_event(task_id, self.end_time)

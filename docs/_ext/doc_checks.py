@@ -28,17 +28,20 @@ PACKAGE = Path(__file__).resolve().parents[2] / "airflow_provider_jogg"
 MESSAGE_MODULES = (
     "policy.py",
     "hooks/jogg.py",
+    "hooks/async_client.py",
     "storage.py",
     "completion.py",
     "operators/lip_sync.py",
     "sensors/lip_sync.py",
     "triggers/lip_sync.py",
+    "triggers/polling.py",
     "exceptions.py",
 )
 #: fixed pieces that never reach a user as a message of their own
 NOT_SHOWN = {
     "create answer without task_id",  # the cause inside JoggCreateUncertainError, not its message
     "defer() returned",  # an assertion that cannot fire
+    "PollScheduler used after it closed",  # a closed scheduler is out of the registry first
 }
 #: pieces shorter than this are too generic to check ("Connection", "Jogg task")
 MIN_PIECE = 12

@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_jogg.hooks import jogg as jogg_hook
 from airflow_provider_jogg.policy import EventStatus, parse_event
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
+from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from tests.conftest import TEST_API_KEY
 
@@ -240,12 +241,20 @@ async def test_triggers_share_one_session_and_release_it(jogg_conn):
     shared = jogg_hook._ASYNC_SESSIONS[asyncio.get_running_loop()]
     assert list(shared) == [jogg_conn.url]  # one session for every trigger on this loop and base URL
     session = shared[jogg_conn.url].session
-    assert shared[jogg_conn.url].users == 5
+    # the account's one poll scheduler holds the lease for all five waits
+    schedulers = polling._SCHEDULERS[asyncio.get_running_loop()]
+    assert len(schedulers) == 1
+    assert shared[jogg_conn.url].users == 1
+    scheduler = next(iter(schedulers.values()))
+    assert scheduler.client._session is session
+    assert scheduler._waits == 5
     for task_id in ids:
         jogg_conn.set_task(task_id, "success")
     results = await asyncio.gather(*runs)
     assert [r[0]["status"] for r in results] == ["success"] * 5
     assert session.closed  # the last user out closed it
+    assert not polling._SCHEDULERS[asyncio.get_running_loop()]
+    assert not scheduler._lanes  # no task of the scheduler outlives its waits
     assert jogg_conn.url not in jogg_hook._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
 
 
