@@ -38,6 +38,8 @@ DEFAULT_RETRY_BACKOFF = 1.0
 #: one triggerer at Airflow's default capacity (1,000 triggers) polling every 10 s (the sensor's
 #: default) stays on time under it
 DEFAULT_MAX_REQUESTS_PER_SECOND = 100.0
+#: the rate limit lets this many seconds' worth of requests go out at once (at least one request)
+THROTTLE_BURST_SECONDS = 0.1
 #: no single backoff waits longer than this (a ``Retry-After`` may ask for more, up to the cap below)
 MAX_BACKOFF = 60.0
 #: a ``Retry-After`` is honoured up to this many seconds; a larger value is treated as this
@@ -365,8 +367,11 @@ class AccountThrottle:
     account's ``Retry-After``, shared by every caller in the process (hook instances, pokes and
     all triggers in a triggerer) that uses the same base URL and key.
 
-    Requests reserve slots in call order, ``1 / rate`` seconds apart, so thousands of waits share
-    the rate fairly: with N waits, rate R and poll interval P each task is polled about every
+    Requests reserve send times in call order (a generic cell rate algorithm): ``1 / rate``
+    seconds apart on average, with bursts of up to :data:`THROTTLE_BURST_SECONDS` x ``rate``
+    requests sent at once, so polls that fall due together go out together while any second
+    holds at most ``rate`` x (1 + :data:`THROTTLE_BURST_SECONDS`) requests. Thousands of waits
+    share the rate fairly: with N waits, rate R and poll interval P each task is polled about every
     ``max(P, N / R)`` seconds and none starves. A 429 closes the account until its ``Retry-After``
     has passed, for every caller at once.
 
@@ -382,12 +387,14 @@ class AccountThrottle:
         self._lock = threading.Lock()
 
     def reserve(self, now: float) -> float:
-        """Reserve the next slot; returns the seconds to wait before sending (0 to send now)."""
+        """Reserve the next send time; returns the seconds to wait before sending (0 to send now)."""
         with self._lock:
             slot = max(now, self.open_at)
             if self.rate > 0:
-                slot = max(slot, self._next_slot)
-                self._next_slot = slot + 1.0 / self.rate
+                period = 1.0 / self.rate
+                theoretical = max(self._next_slot, slot)
+                slot = max(slot, theoretical - max(THROTTLE_BURST_SECONDS - period, 0.0))
+                self._next_slot = theoretical + period
             return slot - now
 
     def close_for(self, seconds: float) -> None:

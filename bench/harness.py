@@ -90,8 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--conn-extra",
         default=None,
         help="JSON extra for the jogg_default connection; default for kind lip_sync: "
-        '{"max_requests_per_second": 0} (no client-side throttle), '
-        "for lip_sync_default: {} (provider defaults)",
+        '{"max_requests_per_second": 5000} (a limit above any N / interval measured: the throttle '
+        "runs in the poll path but never holds a poll back), for lip_sync_default: {} (the defaults)",
     )
     p.add_argument("--complete", action="store_true", help="finish every task after the window, count events")
     p.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME (trigger logs)")
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 #: the bench's jogg_default connection extra per kind, unless --conn-extra is given
 DEFAULT_CONN_EXTRA = {
-    "lip_sync": {"max_requests_per_second": 0},
+    "lip_sync": {"max_requests_per_second": 5000},
     "lip_sync_default": {},
 }
 
@@ -192,6 +192,24 @@ def patch_dbt_scheme() -> None:
     DbtCloudHook.get_request_url_params = staticmethod(get_request_url_params)
 
 
+def record_full_collections(path: Path) -> None:
+    """In the runner: append ``end_time pause_seconds`` for every generation-2 collection."""
+    import gc
+
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            with path.open("a") as f:
+                f.write(f"{time.time()} {time.perf_counter() - started[0]}\n")
+
+    gc.callbacks.append(callback)
+
+
 def server_get(path: str, timeout: float = 30.0) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{ARGS.port}{path}", timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -276,6 +294,7 @@ class Bench:
         self.interval = args.interval
         self.settle = args.settle if args.settle is not None else 1.5 * args.interval
         self.probe_path = home / "probe.txt"
+        self.gc_path = home / "gc.txt"
         self.phase = "start"
         self.created = 0
         self.warm_until = 0.0
@@ -521,6 +540,22 @@ class Bench:
             "loop_lag_max_ms": max(lags) * 1000 if lags else None,
         }
 
+    def gc_pauses(self, t0: float, t1: float) -> dict:
+        """Python's full (generation 2) garbage collections in the runner during the window."""
+        pauses = []
+        try:
+            for line in self.gc_path.read_text().splitlines():
+                t, pause = line.split()
+                if t0 <= float(t) <= t1:
+                    pauses.append(float(pause))
+        except OSError:
+            pass
+        return {
+            "gc_full_collections": len(pauses),
+            "gc_full_pause_max_ms": max(pauses) * 1000 if pauses else 0.0,
+            "gc_full_pause_total_ms": sum(pauses) * 1000,
+        }
+
     def collect(self, sup) -> None:
         args = self.args
         s0, s1 = self.snap0, self.snap1
@@ -588,6 +623,7 @@ class Bench:
             startup = (s0["cpu"] - self.cpu_c0) - polls_before * cpu / polls
             res["startup_cpu_ms_per_trigger"] = max(startup, 0.0) * 1000 / max(self.n - 1, 1)
         res.update(self.loop_lag(t0, t1))
+        res.update(self.gc_pauses(t0, t1))
         res.update(self.idle if "idle_cpu_ms_per_s" in self.idle else {})
         self.result = res
 
@@ -670,6 +706,7 @@ def build_supervisor_class():
                 os.sched_setaffinity(0, {ARGS.runner_cpu})
             if ARGS.kind == "dbt_cloud":
                 patch_dbt_scheme()
+            record_full_collections(BENCH.gc_path)
             if ARGS.profile == "cprofile":
                 import cProfile
 

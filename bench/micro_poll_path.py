@@ -7,10 +7,10 @@ CPU from ``time.process_time``. Variants, each adding one layer:
   lower bound     session(headers=H).get(url) + read + json.loads + status check
   +timeout        the same with the per-request ``timeout=ClientTimeout(total=30)`` the client passes
   +req headers    session.request("GET", url, headers=H, timeout=T, json=None): the client's call
-  client          AsyncJoggClient.get_lip_sync_video (throttle check, parse_envelope,
-                  parse_lip_sync_result -> LipSyncResult)
-  client+trigger  plus the trigger's per-poll bookkeeping around it (time.time, end_time checks,
-                  throttle.remaining, status comparison, random.uniform jitter)
+  client.poll     AsyncJoggClient.poll, what a scheduler lane calls (throttle reservation, the
+                  short path for a well-formed answer)
+  lane            PollScheduler._poll: client.poll plus the lane's bookkeeping (deadline check,
+                  status comparison, next due time with jitter, the time bucket it goes into)
 
 Run (a status server must be up): ``bench/.venv/bin/python bench/status_server.py --port 0 --cpu 1``
 then ``bench/.venv/bin/python bench/micro_poll_path.py --port <port>``.
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
 import sys
 import time
@@ -51,8 +50,9 @@ async def run_variant(name: str, make_poll, workers: int, requests: int) -> floa
 async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
     import aiohttp
 
-    from airflow_provider_jogg.hooks.jogg import AsyncJoggClient
-    from airflow_provider_jogg.policy import JoggConnectionConfig, JoggStatus
+    from airflow_provider_jogg.hooks.async_client import AsyncJoggClient
+    from airflow_provider_jogg.policy import JoggConnectionConfig
+    from airflow_provider_jogg.triggers.polling import PollScheduler
 
     base = f"http://127.0.0.1:{args.port}"
     prefix = base + "/v2/lip_sync_video/"
@@ -60,9 +60,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
     timeout = aiohttp.ClientTimeout(total=30)
     session_h = aiohttp.ClientSession(headers=headers)
     session_plain = aiohttp.ClientSession()
-    config = JoggConnectionConfig(base_url=base, api_key="bench-key", max_requests_per_second=0)
+    config = JoggConnectionConfig(base_url=base, api_key="bench-key", max_requests_per_second=5000)
     client = AsyncJoggClient(config)
     await client.__aenter__()
+    scheduler = PollScheduler.for_config(config)
+    loop = asyncio.get_running_loop()
     loads = json.loads
 
     async def lower_bound(w: int):
@@ -99,28 +101,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
         task = f"t9-{w}"
 
         async def poll():
-            return (await client.get_lip_sync_video(task)).is_terminal
+            return (await client.poll(task))["status"] in ("success", "failed")
 
         return poll
 
-    async def client_trigger(w: int):
-        task = f"t9-{w}"
-        end_time = time.time() + 3600
-        state = {"last": None}
+    async def lane(w: int):
+        # a registered wait, polled by hand the way a lane polls it (its timer never fires: 1 h)
+        wait = await scheduler.register(f"t9-{w}", 3600.0, time.time() + 7200)
+        waits.append(wait)
 
         async def poll():
-            remaining = end_time - time.time()
-            delay = min(5.0, remaining)
-            max(delay, client.throttle.remaining())
-            if time.time() >= end_time:
-                return True
-            result = await client.get_lip_sync_video(task)
-            if result.status != state["last"]:
-                state["last"] = result.status
-                JoggStatus.is_known(result.status)
-            if result.is_terminal:
-                return True
-            5.0 * (1 + random.uniform(0, 0.1))
+            wait.due = loop.time()
+            await scheduler._poll(wait)
+            wait.notes.clear()
             return False
 
         return poll
@@ -129,9 +122,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
         ("lower bound", lower_bound),
         ("+timeout", with_timeout),
         ("+req headers", req_headers),
-        ("client", client_path),
-        ("client+trigger", client_trigger),
+        ("client.poll", client_path),
+        ("lane", lane),
     ]
+    waits: list = []
     out: dict[str, list[float]] = {name: [] for name, _ in variants}
     for _ in range(args.rounds):
         for name, make in variants:
@@ -139,6 +133,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
     await session_h.close()
     await session_plain.close()
     await client.__aexit__()
+    for wait in waits:
+        await scheduler.unregister(wait)
     return out
 
 

@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--conn-extra",
         default=None,
-        help='JSON extra for the jogg_default connection (default: {"max_requests_per_second": 0} '
+        help='JSON extra for the jogg_default connection (default: {"max_requests_per_second": 5000} '
         "for lip_sync, {} for lip_sync_default)",
     )
     p.add_argument("--complete", action="store_true", help="after the window, finish all tasks, count events")

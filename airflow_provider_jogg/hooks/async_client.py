@@ -160,8 +160,9 @@ class AsyncJoggClient:
         says what went wrong.
         """
         throttle = self.throttle
-        if throttle.rate > 0 or throttle.open_at > time.time():
-            await self._wait_for_slot()
+        delay = throttle.reserve(time.time())
+        if delay > 0:
+            await self._wait_for_slot(delay)
         session = self._session
         if session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
@@ -196,7 +197,7 @@ class AsyncJoggClient:
         self, method: str, url: str, *, what: str, task_id: str | None = None, json: Any = None
     ) -> Any:
         """One request, no retry; returns the answer's ``data``. Raises a :class:`JoggAPIError` subclass."""
-        await self._wait_for_slot()
+        await self._wait_for_slot(self.throttle.reserve(time.time()))
         if self._session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
@@ -213,15 +214,15 @@ class AsyncJoggClient:
             close_on_rate_limit(self.throttle, error, self.config)
             raise
 
-    async def _wait_for_slot(self) -> None:
-        """Wait for our slot under the account's rate limit, and past any ``Retry-After``."""
+    async def _wait_for_slot(self, delay: float) -> None:
+        """Wait ``delay`` (a reserved slot), and again while a ``Retry-After`` keeps the account closed."""
         throttle = self.throttle
         while True:
-            wait = throttle.reserve(time.time())
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if delay > 0:
+                await asyncio.sleep(delay)
             if throttle.open_at <= time.time():
                 return
+            delay = throttle.reserve(time.time())
 
     def _transport_error(self, error: BaseException, what: str) -> exc.JoggConnectionError:
         if isinstance(error, asyncio.TimeoutError):

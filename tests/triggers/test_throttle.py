@@ -25,6 +25,18 @@ def test_reservations_are_spaced_and_in_order():
     assert throttle.reserve(200.0) == 0.0
 
 
+def test_polls_due_together_go_out_together_up_to_a_tenth_of_a_second_of_rate():
+    throttle = AccountThrottle(rate=100)
+    delays = [throttle.reserve(50.0) for _ in range(30)]
+    # a batch of ten (0.1 s x 100 req/s) is sent at once, the rest queue 1/rate apart in call order
+    assert delays[:10] == [0.0] * 10
+    assert delays[10:] == pytest.approx([0.01 * k for k in range(1, 21)])
+    # a steady stream never beats the rate: any one second holds at most rate x 1.1 sends
+    throttle = AccountThrottle(rate=100)
+    sends = [t / 1000 + throttle.reserve(t / 1000) for t in range(0, 3000, 2)]  # asks at 500/s
+    assert max(sum(1 for s in sends if start <= s < start + 1) for start in sends) <= 110
+
+
 def test_unlimited_throttle_only_waits_for_retry_after():
     throttle = AccountThrottle(rate=0)
     assert [throttle.reserve(10.0) for _ in range(3)] == [0.0, 0.0, 0.0]
