@@ -10,8 +10,8 @@ Targets:
 
 * ``airflow_provider_jogg.triggers.lip_sync`` -- what ``TriggerRunner.get_trigger_by_classpath``
   imports to build the trigger (the aim: under 30 ms);
-* ``+ airflow_provider_jogg.hooks.jogg`` and ``aiohttp`` -- what the trigger imports lazily on its
-  first run (the hook module with its sync dependencies, and aiohttp for the async client);
+* ``+ airflow_provider_jogg.triggers.polling`` and ``aiohttp`` -- what the trigger imports lazily on
+  its first run (the poll scheduler and the async client, which never import ``requests``);
 * the same with ``aiohttp`` already loaded, as in a triggerer that also runs other aiohttp-based
   triggers (the HTTP provider's, for instance).
 
@@ -30,7 +30,7 @@ import tempfile
 
 BASELINE = "airflow.jobs.triggerer_job_runner"
 TRIGGER = "airflow_provider_jogg.triggers.lip_sync"
-HOOK = "airflow_provider_jogg.hooks.jogg"
+HOOK = "airflow_provider_jogg.triggers.polling"
 
 _PROBE = r"""
 import sys, time, json
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cases = [
         ("trigger module", [BASELINE], [TRIGGER]),
-        ("trigger + first run (hook, aiohttp)", [BASELINE], [TRIGGER, HOOK, "aiohttp"]),
+        ("trigger + first run (scheduler, aiohttp)", [BASELINE], [TRIGGER, HOOK, "aiohttp"]),
         ("trigger + first run, aiohttp already loaded", [BASELINE, "aiohttp"], [TRIGGER, HOOK]),
         ("reference: aiohttp alone", [BASELINE], ["aiohttp"]),
     ]
