@@ -15,7 +15,7 @@ U(0.5, 1.5) intervals, then interval x U(0.99, 1.01)), so that the comparison wi
 the poll path and not the schedule; ``schedule="lockstep"`` (kind ``aiohttp_lockstep``) polls at
 start and then exactly every interval, like HttpSensorTrigger and DbtCloudRunJobTrigger;
 ``schedule="tick"`` (kind ``aiohttp_tick``) is the spread schedule with every wake-up rounded up to
-a 100 ms grid, so polls that are due close together share one event-loop iteration.
+a 50 ms grid, so polls that are due close together share one event-loop iteration.
 * :class:`LoopProbeTrigger` -- sleeps ``period`` seconds in a loop and appends
   ``time.time() lag_seconds`` lines to a file: the event-loop lag every trigger sees.
 
@@ -74,7 +74,7 @@ class _Schedule:
     JITTER = 0.01
 
     #: ``tick``: the spread schedule, with each wake-up rounded up to a multiple of this (seconds)
-    TICK = 0.1
+    TICK = 0.05
 
     def __init__(self, interval: float, schedule: str) -> None:
         self.interval = interval

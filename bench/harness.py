@@ -50,7 +50,7 @@ KINDS = {
     "dbt_cloud": "DbtCloudRunJobTrigger",
     "aiohttp_shared": "shared aiohttp session (lower bound)",
     "aiohttp_lockstep": "shared aiohttp session, lockstep schedule",
-    "aiohttp_tick": "shared aiohttp session, spread schedule on a 100 ms grid",
+    "aiohttp_tick": "shared aiohttp session, spread schedule on a 50 ms grid",
     "httpx_shared": "shared httpx.AsyncClient (reference)",
 }
 

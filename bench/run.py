@@ -40,7 +40,7 @@ LABELS = {
     "lip_sync_default": "LipSyncTrigger, default connection (50 req/s throttle)",
     "aiohttp_shared": "shared aiohttp (lower bound)",
     "aiohttp_lockstep": "shared aiohttp, lockstep schedule",
-    "aiohttp_tick": "shared aiohttp, spread on a 100 ms grid",
+    "aiohttp_tick": "shared aiohttp, spread on a 50 ms grid",
     "http_sensor": "HttpSensorTrigger",
     "dbt_cloud": "DbtCloudRunJobTrigger",
     "httpx_shared": "shared httpx (reference)",
@@ -53,7 +53,7 @@ FULL = [(10.0, [100, 1000, 5000, 10000]), (5.0, [100, 1000, 5000, 10000]), (1.0,
 #: extra measurements of a full run: the provider's default connection (its client-side throttle),
 #: and the rate-limited scenario (server answers 429 above 200 requests/s)
 FULL_EXTRA = [
-    # the lower bound on the peers' lockstep schedule, and on ours rounded to a 100 ms grid
+    # the lower bound on the peers' lockstep schedule, and on ours rounded to a 50 ms grid
     {"kind": "aiohttp_tick", "n": 1000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_lockstep", "n": 1000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_lockstep", "n": 5000, "interval": 5.0, "window": 10.0},

@@ -39,7 +39,7 @@ class LipSyncTrigger(BaseTrigger):
 
         The trigger holds no timer of its own: every wait on one account in one event loop is polled
         by that account's :class:`~airflow_provider_jogg.triggers.polling.PollScheduler`, which sends
-        due polls together on a 100 ms grid over the loop's one shared session, and wakes the trigger
+        due polls together on a 50 ms grid over the loop's one shared session, and wakes the trigger
         only to log a new status or a retried failure, and to end the wait. The first poll comes
         after ``poll_interval`` x U(0.5, 1.5), the next ones ``poll_interval`` x U(0.99, 1.01) apart.
 

@@ -38,7 +38,7 @@ from airflow_provider_jogg.policy import (
 )
 
 #: seconds between the grid points at which due polls are sent together (less for short intervals)
-TICK = 0.1
+TICK = 0.05
 #: each poll is due ``poll_interval`` times a factor in [1 - this, 1 + this] after the previous one
 POLL_JITTER = 0.01
 #: the first poll comes after ``poll_interval`` times a factor in [1 - this, 1 + this]
