@@ -112,7 +112,7 @@ def set_paused(dag_id: str, paused: bool) -> None:
         model.is_paused = paused
 
 
-def scheduler_creates_dagruns(dag_id: str, timeout: float = 10.0) -> DagRun:
+def scheduler_creates_dagruns(dag_id: str, timeout: float = 60.0) -> DagRun:
     """
     What the scheduler's loop does for an asset-scheduled DAG, with the scheduler's own code: its
     run creation turns the ``AssetDagRunQueue`` rows of a DAG whose asset condition is met into an

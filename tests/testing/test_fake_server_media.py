@@ -316,7 +316,8 @@ def test_result_is_built_once_on_status_success_and_reused(
     fresh_cache: None,
     spawned: list[list[str]],
 ) -> None:
-    server = make_server(pending_seconds=0.2, processing_seconds=0.2)
+    # pending for 1 s: the first status call below comes well within it, even on a loaded machine
+    server = make_server(pending_seconds=1.0, processing_seconds=0.2)
     body = {"video_url": "https://media.example/a.mp4", "audio_url": "https://media.example/a.mp3"}
     task_id = session.post(server.url + CREATE, json=body, timeout=5).json()["data"]["task_id"]
     status = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5).json()["data"]
@@ -484,7 +485,8 @@ def test_broken_ffmpeg_falls_back_to_the_configured_duration(
 def test_stop_does_not_wait_for_a_hanging_ffmpeg(
     make_server: Callable[..., FakeJoggServer], tmp_path: Path, fresh_cache: None
 ) -> None:
-    hanging = _script(tmp_path, "ffmpeg", "exec sleep 30")
+    started_marker = tmp_path / "ffmpeg-started"
+    hanging = _script(tmp_path, "ffmpeg", f"touch {started_marker}\nexec sleep 30")
     server = make_server(ffmpeg=str(hanging))
     task_id = server.add_task("https://media.example/x.mp4", "https://media.example/a.mp3", status="success")
     outcome: list[object] = []
@@ -499,7 +501,7 @@ def test_stop_does_not_wait_for_a_hanging_ffmpeg(
 
     thread = threading.Thread(target=fetch, daemon=True)
     thread.start()
-    time.sleep(0.3)
+    assert wait_for(started_marker.exists, timeout=30)  # the download is waiting for the build
     assert outcome == []  # still building
     started = time.monotonic()
     server.stop()
