@@ -16,6 +16,7 @@ the poll path and not the schedule; ``schedule="lockstep"`` (kind ``aiohttp_lock
 start and then exactly every interval, like HttpSensorTrigger and DbtCloudRunJobTrigger;
 ``schedule="tick"`` (kind ``aiohttp_tick``) is the spread schedule with every wake-up rounded up to
 a 50 ms grid, so polls that are due close together share one event-loop iteration.
+* :class:`IdleTrigger` -- never polls: the runner's own cost of holding N triggers.
 * :class:`LoopProbeTrigger` -- sleeps ``period`` seconds in a loop and appends
   ``time.time() lag_seconds`` lines to a file: the event-loop lag every trigger sees.
 
@@ -152,6 +153,23 @@ class SharedHttpxTrigger(SharedAiohttpTrigger):
             except Exception:
                 pass
             await asyncio.sleep(schedule.next())
+
+
+class IdleTrigger(BaseTrigger):
+    """Waits forever and never polls: what N triggers cost the runner before any of them polls
+    (Airflow's housekeeping: the per-trigger ``sleep(0)`` of ``cleanup_finished_triggers`` every
+    second, the state sync, the probe)."""
+
+    def __init__(self, status_id: str) -> None:
+        super().__init__()
+        self.status_id = status_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("bench_triggers.IdleTrigger", {"status_id": self.status_id})
+
+    async def run(self):
+        await asyncio.get_running_loop().create_future()
+        yield TriggerEvent({})  # pragma: no cover - never reached
 
 
 class LoopProbeTrigger(BaseTrigger):

@@ -52,6 +52,7 @@ KINDS = {
     "aiohttp_lockstep": "shared aiohttp session, lockstep schedule",
     "aiohttp_tick": "shared aiohttp session, spread schedule on a 50 ms grid",
     "httpx_shared": "shared httpx.AsyncClient (reference)",
+    "idle": "triggers that never poll (the runner's own cost per trigger)",
 }
 
 API_KEY = "bench-key-0123456789"
@@ -168,6 +169,10 @@ def make_trigger(kind: str, i: int, tag: int, interval: float):
 
         schedule = {"aiohttp_lockstep": "lockstep", "aiohttp_tick": "tick"}.get(kind, "spread")
         return SharedAiohttpTrigger(status_id=task, poll_interval=interval, schedule=schedule)
+    if kind == "idle":
+        from bench_triggers import IdleTrigger
+
+        return IdleTrigger(status_id=task)
     if kind == "httpx_shared":
         from bench_triggers import SharedHttpxTrigger
 

@@ -34,7 +34,7 @@ RESULTS = HERE / "results"
 PY = sys.executable
 
 KINDS = ["lip_sync", "aiohttp_shared", "http_sensor", "dbt_cloud", "httpx_shared"]
-ALL_KINDS = [*KINDS, "lip_sync_default", "aiohttp_lockstep", "aiohttp_tick"]
+ALL_KINDS = [*KINDS, "lip_sync_default", "aiohttp_lockstep", "aiohttp_tick", "idle"]
 LABELS = {
     "lip_sync": "LipSyncTrigger (ours)",
     "lip_sync_default": "LipSyncTrigger, default connection (50 req/s throttle)",
@@ -44,6 +44,7 @@ LABELS = {
     "http_sensor": "HttpSensorTrigger",
     "dbt_cloud": "DbtCloudRunJobTrigger",
     "httpx_shared": "shared httpx (reference)",
+    "idle": "idle triggers (never poll: Airflow's own cost)",
 }
 PEERS = ("http_sensor", "dbt_cloud")
 #: default measurement window per poll interval: 2-3 polls of every task
@@ -58,6 +59,9 @@ FULL_EXTRA = [
     {"kind": "aiohttp_lockstep", "n": 1000, "interval": 5.0, "window": 10.0},
     {"kind": "aiohttp_lockstep", "n": 5000, "interval": 5.0, "window": 10.0},
     {"kind": "lip_sync_default", "n": 1000, "interval": 5.0, "window": 10.0},
+    # what holding N triggers costs the runner before any poll (Airflow's housekeeping)
+    {"kind": "idle", "n": 1000, "interval": 10.0, "window": 15.0},
+    {"kind": "idle", "n": 10000, "interval": 10.0, "window": 15.0},
     {
         "kind": "lip_sync",
         "n": 5000,

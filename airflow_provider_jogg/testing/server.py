@@ -265,7 +265,8 @@ class RecordedRequest:
     absent when the request had none), so that the real key is never stored. ``json`` is the parsed
     body (``None`` when empty or not JSON), ``time`` the arrival time (epoch seconds), and
     ``status`` the HTTP status answered: ``0`` while the request is still being handled, or when
-    the connection was closed or reset without an answer.
+    the connection was closed or reset without an answer. ``client_port`` is the client's source
+    port: requests with the same port arrived on the same (kept-alive) TCP connection.
     """
 
     method: str
@@ -274,6 +275,7 @@ class RecordedRequest:
     json: Any
     time: float
     status: int
+    client_port: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The request as a JSON-serialisable dict."""
@@ -284,6 +286,7 @@ class RecordedRequest:
             "json": self.json,
             "time": self.time,
             "status": self.status,
+            "client_port": self.client_port,
         }
 
 
@@ -765,9 +768,11 @@ class FakeJoggServer:
         with self._lock:
             self._entries.clear()
 
-    def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> _Entry:
+    def _record(
+        self, method: str, path: str, headers: dict[str, str], body: Any, client_port: int = 0
+    ) -> _Entry:
         """Record a request on arrival (status 0 until answered)."""
-        entry = _Entry(RecordedRequest(method, path, headers, body, time.time(), 0))
+        entry = _Entry(RecordedRequest(method, path, headers, body, time.time(), 0, client_port))
         with self._lock:
             self._entries.append(entry)
         return entry
@@ -1253,7 +1258,9 @@ class _Handler(BaseHTTPRequestHandler):
             if lowered == "x-api-key":
                 value = "<valid>" if value == fake.api_key else "<invalid>"
             headers[lowered] = f"{headers[lowered]}, {value}" if lowered in headers else value
-        entry = fake._record(self.command, path, headers, parsed if ok else None)
+        entry = fake._record(
+            self.command, path, headers, parsed if ok else None, client_port=self.client_address[1]
+        )
         status = 0
         try:
             fault = fake._take_fault(self.command, path, api=True)

@@ -236,7 +236,7 @@ async def test_triggers_share_one_session_and_release_it(jogg_conn):
     runs = [
         asyncio.ensure_future(run_trigger(LipSyncTrigger(jogg_task_id=t, poll_interval=0.02))) for t in ids
     ]
-    while jogg_conn.count(path=STATUS) < 10:
+    while jogg_conn.count(path=STATUS) < 40:
         await asyncio.sleep(0.02)
     shared = jogg_hook._ASYNC_SESSIONS[asyncio.get_running_loop()]
     assert list(shared) == [jogg_conn.url]  # one session for every trigger on this loop and base URL
@@ -248,6 +248,9 @@ async def test_triggers_share_one_session_and_release_it(jogg_conn):
     scheduler = next(iter(schedulers.values()))
     assert scheduler.client._session is session
     assert scheduler._waits == 5
+    # and reused across polls: forty polls of five tasks came over a handful of kept-alive connections
+    polls = [r for r in jogg_conn.requests if r.path.startswith(STATUS)]
+    assert len({r.client_port for r in polls}) <= len(ids) < len(polls)
     for task_id in ids:
         jogg_conn.set_task(task_id, "success")
     results = await asyncio.gather(*runs)
