@@ -62,8 +62,9 @@ RESULT_KEYS = {
 #: one after the other)
 BATCH_PAIRS_AIRFLOW_3_3 = 200
 #: pairs on Airflow 3.0-3.2 (make test-matrix): their dag.test() builds a new in-process Execution API
-#: app for every task instance, about 1.5-2.2 s each, so a pair costs 3-4.5 s there (200 pairs: 11-15
-#: min). Still more than ten map indexes, so an order that sorts "10" before "2" shows.
+#: app for every task instance, about 1-2.2 s each, so a pair costs 2-4.5 s there (200 pairs took 11
+#: and 15 min on 3.1 and 3.2). Still more than ten map indexes, so an order that sorts "10" before "2"
+#: shows.
 BATCH_PAIRS_BEFORE_AIRFLOW_3_3 = 25
 BATCH_PAIRS = BATCH_PAIRS_AIRFLOW_3_3 if AIRFLOW_V_3_3_PLUS else BATCH_PAIRS_BEFORE_AIRFLOW_3_3
 _ids = itertools.count()
