@@ -65,6 +65,7 @@ done
 mkdir -p "$LOG_DIR"
 declare -a SUMMARY=()
 status=0
+matrix_start=$(date +%s)
 
 for version in $VERSIONS; do
     venv="$MATRIX_DIR/matrix-airflow-$version-$ROOT_KEY"
@@ -103,4 +104,5 @@ done
 echo
 echo "=== Airflow test matrix ($(uname -m), $("$PY" --version 2>&1))"
 printf '%s\n' "${SUMMARY[@]}"
+echo "matrix finished in $(($(date +%s) - matrix_start)) s"
 exit $status
