@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_jogg.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_jogg.policy import JoggConnectionConfig
+from airflow_provider_jogg.policy import DEFAULT_MAX_REQUESTS_PER_SECOND, JoggConnectionConfig
 from tests.ui.conftest import UI_API_KEY, WRONG_API_KEY, missing_ui_deps
 
 try:
@@ -133,13 +133,14 @@ def test_add_connection_through_the_form_and_read_it_back(
     assert (got["schema"], got["port"], got["login"]) == (None, None, None)
     extra = json.loads(got["extra"])
     # what Airflow 3.3's form stores: every conn-field under its bare name, untouched ones at their
-    # schema default, numbers as JSON numbers (not "extra__jogg__"-prefixed, not strings)
+    # schema default (the hook's own default), numbers as JSON numbers (not "extra__jogg__"-prefixed,
+    # not strings)
     assert extra == {
         "api_platform": PLATFORM,
         "timeout": 7.5,
         "max_retries": 3,
         "retry_backoff": 1,
-        "max_requests_per_second": 50,
+        "max_requests_per_second": DEFAULT_MAX_REQUESTS_PER_SECOND,
         "allow_insecure_http": False,
     }
     assert not any(k.startswith("extra__") for k in extra)
