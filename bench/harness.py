@@ -197,6 +197,19 @@ def patch_dbt_scheme() -> None:
     DbtCloudHook.get_request_url_params = staticmethod(get_request_url_params)
 
 
+def values_in_window(path: Path, t0: float, t1: float) -> list[float]:
+    """The values of a ``epoch_seconds value`` lines file whose time lies in [t0, t1]."""
+    values = []
+    try:
+        for line in path.read_text().splitlines():
+            t, value = line.split()
+            if t0 <= float(t) <= t1:
+                values.append(float(value))
+    except OSError:
+        pass
+    return values
+
+
 def record_full_collections(path: Path) -> None:
     """In the runner: append ``end_time pause_seconds`` for every generation-2 collection."""
     import gc
@@ -530,14 +543,7 @@ class Bench:
                 time.sleep(0.1)
 
     def loop_lag(self, t0: float, t1: float) -> dict:
-        lags = []
-        try:
-            for line in self.probe_path.read_text().splitlines():
-                t, lag = line.split()
-                if t0 <= float(t) <= t1:
-                    lags.append(float(lag))
-        except OSError:
-            pass
+        lags = values_in_window(self.probe_path, t0, t1)
         return {
             "loop_lag_samples": len(lags),
             "loop_lag_p50_ms": (percentile(lags, 0.5) or 0.0) * 1000 if lags else None,
@@ -547,14 +553,7 @@ class Bench:
 
     def gc_pauses(self, t0: float, t1: float) -> dict:
         """Python's full (generation 2) garbage collections in the runner during the window."""
-        pauses = []
-        try:
-            for line in self.gc_path.read_text().splitlines():
-                t, pause = line.split()
-                if t0 <= float(t) <= t1:
-                    pauses.append(float(pause))
-        except OSError:
-            pass
+        pauses = values_in_window(self.gc_path, t0, t1)
         return {
             "gc_full_collections": len(pauses),
             "gc_full_pause_max_ms": max(pauses) * 1000 if pauses else 0.0,
