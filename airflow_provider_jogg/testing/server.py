@@ -8,6 +8,8 @@ keeps all of its state in memory behind a single lock.
 Task status is computed lazily from the wall clock: a task is ``pending`` for ``pending_seconds``
 after its creation, then ``processing`` for ``processing_seconds``, then ``success`` (or ``failed``
 when its video or audio URL contains ``fail``). No background thread is involved.
+``processing_seconds_by_url`` gives the tasks whose video or audio URL contains a marker their own
+processing time, so that one server can hold quick and slow tasks side by side.
 
 Results are real media (see :mod:`airflow_provider_jogg.testing.media`): with an ffmpeg binary,
 ``result_url`` serves the task's video with its audio muxed in (uploaded assets are used as they
@@ -319,6 +321,9 @@ class _Task:
     playback_type: str
     created_at: float
     failure: str | None = None
+    #: a ``processing_seconds_by_url`` marker matched: ``own_processing_seconds`` replaces the server's
+    has_own_processing: bool = False
+    own_processing_seconds: float | None = None
     forced_status: str | None = None
     forced_error: str | None = None
     forced_at: float | None = None
@@ -404,6 +409,7 @@ class FakeJoggServer:
         auth_error_status: int = 401,
         ffmpeg: str | bool | None = None,
         ffprobe: str | bool | None = None,
+        processing_seconds_by_url: Mapping[str, float | None] | None = None,
     ) -> None:
         """Configure the server (nothing is bound until :meth:`start`).
 
@@ -413,6 +419,10 @@ class FakeJoggServer:
         ``ffmpeg`` / ``ffprobe``: see the class documentation (``ValueError`` when an explicit
         path cannot be found). ``duration_seconds`` is the duration reported when no ffmpeg is
         used; with ffmpeg the real duration of the result is reported.
+
+        ``processing_seconds_by_url``: marker -> processing seconds (``None``: never finishes) for
+        the tasks whose video or audio URL contains the marker (the first marker found, in the
+        mapping's order); the other tasks use ``processing_seconds``.
         """
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -425,6 +435,15 @@ class FakeJoggServer:
             raise ValueError("processing_seconds must be None or >= 0")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be None or > 0")
+        by_url: list[tuple[str, float | None]] = []
+        for marker, seconds in (processing_seconds_by_url or {}).items():
+            if not isinstance(marker, str) or not marker:
+                raise ValueError("processing_seconds_by_url: markers must be non-empty strings")
+            if seconds is not None and (isinstance(seconds, bool) or not seconds >= 0):
+                raise ValueError(f"processing_seconds_by_url[{marker!r}] must be None or >= 0")
+            by_url.append((marker, None if seconds is None else float(seconds)))
+        #: (marker, processing seconds or ``None``) pairs, in the order they are tried
+        self.processing_seconds_by_url: tuple[tuple[str, float | None], ...] = tuple(by_url)
         self.api_key = api_key
         self.host = host
         self.prefix = _normalize_prefix(prefix)
@@ -595,6 +614,14 @@ class FakeJoggServer:
                 if self._is_missing_asset(media):
                     failure = f"media fetch failed: {media} was never uploaded"
                     break
+        own = next(
+            (
+                (True, seconds)
+                for marker, seconds in self.processing_seconds_by_url
+                if marker in video_url or marker in audio_url
+            ),
+            (False, None),
+        )
         task = _Task(
             task_id=str(uuid.uuid4()),
             video_url=video_url,
@@ -602,6 +629,8 @@ class FakeJoggServer:
             playback_type=playback_type,
             created_at=time.time(),
             failure=failure,
+            has_own_processing=own[0],
+            own_processing_seconds=own[1],
         )
         with self._lock:
             self._tasks[task.task_id] = task
@@ -625,9 +654,11 @@ class FakeJoggServer:
         elapsed = now - task.created_at
         if elapsed < self.pending_seconds:
             return "pending", None
-        if self.processing_seconds is None or elapsed < self.pending_seconds + self.processing_seconds:
+        # read at each answer, not at creation: tests may change the server's value on the fly
+        processing = task.own_processing_seconds if task.has_own_processing else self.processing_seconds
+        if processing is None or elapsed < self.pending_seconds + processing:
             return "processing", None
-        completed_at = task.created_at + self.pending_seconds + self.processing_seconds
+        completed_at = task.created_at + self.pending_seconds + processing
         return ("failed" if task.failure else "success"), completed_at
 
     def _task_snapshot(self, task: _Task, now: float) -> dict[str, Any]:

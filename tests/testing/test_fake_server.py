@@ -190,6 +190,53 @@ def test_processing_seconds_none_never_finishes(
         time.sleep(0.05)
 
 
+def test_processing_seconds_by_url_gives_marked_tasks_their_own_time(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # quick and never-ending tasks on one server; the unmarked one keeps the server's value (0 s)
+    server = make_server(
+        pending_seconds=0,
+        processing_seconds=0,
+        processing_seconds_by_url={"/slow/": None, "/quick/": 0, "voice-late": None},
+    )
+    slow = create(session, server, video_url="https://media.example/slow/clip.mp4").json()["data"]["task_id"]
+    quick = create(session, server, video_url="https://media.example/quick/slow/x.mp4").json()["data"]
+    by_audio = create(session, server, audio_url="https://media.example/voice-late.mp3").json()["data"]
+    plain = create(session, server).json()["data"]["task_id"]
+    assert get_task(session, server, slow)["status"] == "processing"
+    # the first marker of the mapping found in the URL wins ("/slow/" before "/quick/")
+    assert get_task(session, server, quick["task_id"])["status"] == "processing"
+    assert get_task(session, server, by_audio["task_id"])["status"] == "processing"
+    assert get_task(session, server, plain)["status"] == "success"
+    assert server.processing_seconds_by_url == (("/slow/", None), ("/quick/", 0.0), ("voice-late", None))
+    # a forced status still wins over the marker's time
+    server.set_task(slow, "success")
+    assert get_task(session, server, slow)["status"] == "success"
+
+
+def test_processing_seconds_by_url_finishes_after_its_own_time(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # the server's default never finishes; the marked task finishes on its own after 0.2 s
+    server = make_server(pending_seconds=0, processing_seconds=None, processing_seconds_by_url={"/p02/": 0.2})
+    marked = create(session, server, video_url="https://media.example/p02/clip.mp4").json()["data"]["task_id"]
+    plain = create(session, server).json()["data"]["task_id"]
+    assert wait_until(lambda: get_task(session, server, marked)["status"] == "success", timeout=30)
+    data = get_task(session, server, marked)
+    assert data["completed_at"] is not None
+    assert get_task(session, server, plain)["status"] == "processing"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [({"": 1.0}, "non-empty"), ({"/x/": -1.0}, "/x/"), ({"/x/": True}, "/x/")],
+    ids=["empty-marker", "negative", "bool"],
+)
+def test_processing_seconds_by_url_rejects_bad_entries(mapping: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FakeJoggServer(api_key=KEY, processing_seconds_by_url=mapping)
+
+
 def test_playback_type_default_and_explicit(server: FakeJoggServer, session: requests.Session) -> None:
     default_id = create(session, server).json()["data"]["task_id"]
     explicit_id = create(session, server, playback_type="normal_reverse_by_audio").json()["data"]["task_id"]
@@ -1009,6 +1056,52 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_cli_processing_seconds_for_marked_urls() -> None:
+    proc = _cli(
+        "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0",
+        "--processing-seconds-for", "/late/=never", "--processing-seconds-for", "a=b/=0",
+    )  # fmt: skip
+    try:
+        line = _read_line(proc)
+        url = line.strip().removeprefix("JOGG_FAKE_URL=")
+        headers = {"x-api-key": "cli-key"}
+        ids = {}
+        for name, video in (("late", "https://m.example/late/v.mp4"), ("plain", VIDEO)):
+            body = {"video_url": video, "audio_url": AUDIO}
+            ids[name] = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()["data"][
+                "task_id"
+            ]
+        statuses = {
+            name: requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()[
+                "data"
+            ]["status"]
+            for name, task_id in ids.items()
+        }
+        assert statuses == {"late": "processing", "plain": "success"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize("value", ["no-equals-sign", "=5", "/x/=soon"])
+def test_cli_rejects_bad_processing_seconds_for(value: str) -> None:
+    proc = _cli("--processing-seconds-for", value)
+    try:
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2
+        assert "--processing-seconds-for" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 def test_cli_refuses_non_loopback_host() -> None:
