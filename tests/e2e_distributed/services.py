@@ -9,7 +9,14 @@ the REST API helpers and the log capture) and adds:
   dir, password auth) as the metadata DB and the Celery result backend. PostgreSQL refuses to run as
   root: as root, the cluster runs as the ``postgres`` system user (Debian's package creates it);
 - two ``airflow celery worker`` processes (distinct ``--celery-hostname``, concurrency 2 each);
-- a second ``airflow triggerer``.
+- a second ``airflow triggerer``;
+- a third fake Jogg server, ``jogg_dist`` (connection with default extras), rate limited, whose tasks
+  finish after the processing time of their URL's lane (:data:`USER_LANES`), for the user-like DAG
+  in ``dags/`` (copied into the DAGs folder next to the e2e suite's).
+
+PostgreSQL can be restarted in place (:meth:`DistributedDeployment.restart_postgres`: fast shutdown
+by its PID, same data dir and port), and an Airflow component that exited can be started again with
+its own command line (:meth:`DistributedDeployment.respawn`), as a service manager would.
 
 Every process is started in its own session and stopped by its own PID (Airflow first, then Redis
 and PostgreSQL), and the temp dirs are removed by the fixture. The system's own Redis/PostgreSQL
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import pwd
 import re
@@ -41,7 +49,9 @@ from tests.e2e.deployment import (
     DeferralWatcher,
     Deployment,
     DeploymentError,
+    FakeJogg,
     free_port,
+    start_fake_jogg,
     tail,
     wait_until,
 )
@@ -54,6 +64,19 @@ if TYPE_CHECKING:
 TRIGGERER_NAMES = ("triggerer", "triggerer-b")  # the base class starts the first one
 WORKER_NAMES = ("celery-worker-a", "celery-worker-b")
 WORKER_CONCURRENCY = 2
+DIST_DAGS = Path(__file__).resolve().parent / "dags"
+#: URL marker (a path segment of the user-like DAG's pairs) -> seconds the fake ``jogg_dist`` keeps
+#: those Jogg tasks processing after their 1 s pending (``None``: until the test finishes them). The
+#: spread puts Jogg tasks finishing before the sensor's first check, within seconds of its deferral,
+#: and long after it, side by side.
+USER_LANES: dict[str, float | None] = {
+    "/q00/": 0.0,
+    "/q04/": 4.0,
+    "/q08/": 8.0,
+    "/q15/": 15.0,
+    "/q30/": 30.0,
+    "/late/": None,
+}
 
 
 def postgres_bin_dir() -> Path:
@@ -298,6 +321,15 @@ class Postgres:
 
         t0 = time.monotonic()
         self.port = free_port()
+        self._launch()
+        with contextlib.closing(self.connect("postgres")) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{self.database}"')
+        self.timings["start"] = time.monotonic() - t0
+
+    def _launch(self) -> None:
+        """Start the server on ``self.port`` over the existing data dir; wait until it accepts connections."""
         args = [
             str(self.bin_dir / "postgres"),
             "-D", str(self.data_dir),
@@ -316,11 +348,22 @@ class Postgres:
             "postgres", args, self.log_dir, self.workdir, signal.SIGINT, env=self._env(), user=self.run_as
         )
         wait_until("PostgreSQL to accept connections", self._ready, timeout=60, interval=0.2)
-        with contextlib.closing(self.connect("postgres")) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{self.database}"')
-        self.timings["start"] = time.monotonic() - t0
+
+    def restart(self, timeout: float = 60.0) -> tuple[Service, float, float]:
+        """Fast shutdown (SIGINT to the postmaster's PID: clients are disconnected, open transactions
+        roll back), wait for it to exit, start it again on the same data dir and port.
+
+        Returns (the old server process, seconds until it had exited, seconds of outage in all).
+        """
+        old = self.service
+        assert old is not None
+        t0 = time.monotonic()
+        old.stop(timeout=timeout)
+        if old.killed:
+            raise DeploymentError(f"postgres (pid {old.pid}) ignored its fast shutdown for {timeout:.0f} s")
+        down = time.monotonic() - t0
+        self._launch()
+        return old, down, time.monotonic() - t0
 
     def _ready(self) -> bool:
         import psycopg2
@@ -361,6 +404,12 @@ class DistributedDeployment(Deployment):
     postgres: Postgres | None = None
     #: triggerer component name -> its TriggererJob id
     triggerer_job_ids: dict[str, int] = field(default_factory=dict)
+    dist_key: str = field(default_factory=lambda: f"sk-jogg-E2E-DIST-USER-{secrets.token_hex(12)}")
+    #: requests per second the ``jogg_dist`` fake answers before it says 429 (``Retry-After: 1``)
+    dist_rate_limit: float = 5.0
+    dist_lanes: dict[str, float | None] = field(default_factory=lambda: dict(USER_LANES))
+    #: component name -> its command line, to start it again (:meth:`respawn`)
+    _args: dict[str, list[str]] = field(default_factory=dict)
     _deferral_log_reader: TaskLogDeferrals | None = None
     _db: Any = None
 
@@ -372,6 +421,10 @@ class DistributedDeployment(Deployment):
         self.services_root.chmod(0o711)  # the postgres user must reach its own dir inside
         (self.services_root / "redis").mkdir()
         (self.services_root / "postgres").mkdir()
+        self.dags_folder.mkdir(parents=True, exist_ok=True)
+        for dag_file in sorted(DIST_DAGS.glob("jogg_dist_*.py")):
+            shutil.copy(dag_file, self.dags_folder / dag_file.name)
+        self._start_dist_fake()
         t0 = time.monotonic()
         self.redis = Redis(self.services_root / "redis", self.proc_logs)
         self.redis.start()
@@ -391,6 +444,10 @@ class DistributedDeployment(Deployment):
             # one process sends the Celery messages (the default is one per core minus one)
             "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
             "AIRFLOW__LOGGING__CELERY_LOGGING_LEVEL": "INFO",
+            # a user's connection: no extras, the hook's defaults (3 retries, 1 s backoff, 100 req/s)
+            "AIRFLOW_CONN_JOGG_DIST": json.dumps(
+                {"conn_type": "jogg", "host": self.dist_fake.url, "password": self.dist_key}
+            ),
             **self.env_overrides,
         }
         # the base class: fake Jogg servers, db migrate, api-server, scheduler, dag-processor, triggerer
@@ -419,6 +476,48 @@ class DistributedDeployment(Deployment):
         self.wait_until("both Celery workers to be ready", self._workers_ready, timeout=180, interval=1)
         self.timings["workers_and_triggerers"] = time.monotonic() - t0
         self.timings["start"] = time.monotonic() - started
+
+    @property
+    def dist_fake(self) -> FakeJogg:
+        return self.fakes["jogg_dist"]
+
+    def _start_dist_fake(self) -> None:
+        # like the base class's fakes: the shell's environment without any AIRFLOW* setting
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env["PYTHONUNBUFFERED"] = "1"
+        options = ["--pending-seconds", "1", "--processing-seconds", "never"]
+        options += ["--rate-limit", f"{self.dist_rate_limit:g}"]
+        for marker, seconds in self.dist_lanes.items():
+            options += [
+                "--processing-seconds-for",
+                f"{marker}={'never' if seconds is None else f'{seconds:g}'}",
+            ]
+        self.fakes["jogg_dist"] = start_fake_jogg(
+            "fake-jogg-dist", self.dist_key, self.proc_logs, env, *options
+        )
+
+    def _start(self, name: str, args: list[str]) -> Component:
+        self._args[name] = list(args)
+        return super()._start(name, args)
+
+    def respawn(self, name: str) -> Component:
+        """Start an Airflow component that has exited again, with its own command line (what a
+        service manager's restart policy does); the exited one is kept in :attr:`retired`."""
+        old = self.components.pop(name)
+        if old.alive:
+            self.components[name] = old
+            raise DeploymentError(f"{name} (pid {old.pid}) is still running")
+        old.stop()  # reaps it and sweeps its process group
+        self.retired.append(old)
+        return self._start(name, self._args[name])
+
+    def restart_postgres(self) -> dict[str, float]:
+        """Restart the metadata DB in place (see :meth:`Postgres.restart`); timings in seconds."""
+        assert self.postgres is not None
+        self.close_db()
+        old, down, outage = self.postgres.restart()
+        self.retired.append(old)
+        return {"stopped_after": down, "outage": outage}
 
     def _wait_new_triggerer_job(self, known: set[int]) -> int:
         def new_job() -> int | None:

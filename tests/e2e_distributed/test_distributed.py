@@ -1,22 +1,35 @@
 """End to end on the deployment users grow into: CeleryExecutor with a Redis broker and a PostgreSQL
-metadata DB, two Celery workers, two triggerers, api-server, scheduler, dag-processor, and the fake
-Jogg server, all on loopback (see ``services.py``).
+metadata DB, two Celery workers, two triggerers, api-server, scheduler, dag-processor, and fake Jogg
+servers, all on loopback (see ``services.py``).
 
-The mapped batch DAG of the e2e suite (``tests/e2e/dags/jogg_e2e_batch.py``: 200 pairs, one
-``LipSyncOperator`` and one deferrable ``LipSyncSensor`` per pair, against a rate-limited fake that
-keeps every Jogg task ``processing`` until the test finishes it) runs there. Mid-run, once the
-triggers are spread over both triggerers, the triggerer holding the most of them is killed with
-SIGKILL; the other one must adopt its triggers (same trigger rows, new ``triggerer_id``) and poll
-them. Then the Jogg tasks finish and every run must succeed with exactly one accepted create POST
-per pair, every result matching its pair, no trigger rows and nothing of the deployment left running.
+The DAG is written as a user writes it (``dags/jogg_dist_user_batch.py``: a mapped batch, one
+``LipSyncOperator`` and one deferrable ``LipSyncSensor`` per pair, Airflow's default ``retries`` of
+0), the connection has default extras, and the test never waits for the scheduler before it lets a
+Jogg task finish. The fake account answers 429 (``Retry-After: 1``) above a few requests per second,
+so that first checks before a deferral are refused, and its Jogg tasks finish at a spread of times
+(:data:`~tests.e2e_distributed.services.USER_LANES`): before the sensor's first check, within
+seconds of its deferral, and long after it.
+
+1. :func:`test_user_batch_no_wait_lost`: mid-batch, the triggerer holding the most waits is
+   SIGKILLed and the other adopts them. No task instance may fail, each pair is created exactly
+   once and gets its own result. Every deferral's window (from the deferral to the scheduler's
+   processing of the executor event of that worker run) is measured from the logs, and no
+   LipSyncTrigger may fire inside it: Airflow 3.3.2 fails a task whose trigger does
+   (apache/airflow#67287, "state mismatch").
+2. :func:`test_postgres_restart_while_waits_are_deferred`: the metadata DB is restarted (fast
+   shutdown by PID, same data dir and port) while a batch waits in the triggerer; components that
+   exit are started again as a service manager would. Nothing may be lost or created twice.
+3. :func:`test_stop_leaves_nothing_running`: Celery's queue and results are clean, and stopping by
+   PID leaves no process and no open port.
 
 Run with ``make e2e-distributed`` (``pytest -m e2e_distributed tests/e2e_distributed``);
-``JOGG_E2E_DIST_PAIRS`` changes the batch size (default 200) for a quick local check.
+``JOGG_E2E_DIST_PAIRS`` changes the batch size of test 1 (default 48).
 """
 
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import os
 import socket
@@ -27,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH
+from tests.e2e_distributed import timeline
 from tests.e2e_distributed.services import (
     TRIGGERER_NAMES,
+    USER_LANES,
     WORKER_NAMES,
     DistributedDeployment,
     leftover_processes,
@@ -40,18 +55,29 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e_distributed
 
-BATCH = "jogg_e2e_batch"
+BATCH = "jogg_dist_user_batch"
 SENSOR = "wait"
-PAIRS = int(os.environ.get("JOGG_E2E_DIST_PAIRS", "200"))
-#: kill a triggerer once this many LipSyncTriggers are assigned (the rest of the batch still arriving)
-KILL_AT = max(2, PAIRS // 2)
-#: ... and each triggerer holds at least this many of them
-MIN_PER_TRIGGERER = max(1, PAIRS // 20)
+PAIRS = int(os.environ.get("JOGG_E2E_DIST_PAIRS", "48"))
+LANES = [marker.strip("/") for marker in USER_LANES]
+LATE = "late"
+#: kill a triggerer once this many LipSyncTriggers are assigned to triggerers ...
+KILL_AT = max(2, PAIRS // 4)
+#: ... and each triggerer holds at least one wait of the late lane (still waiting after the adoption)
 AIOHTTP_UA = "aiohttp/"  # the trigger's client
+REQUESTS_UA = "python-requests/"  # the hook's client, in the workers
 #: after SIGKILL the trigger-runner child of the killed triggerer must be gone within this many seconds
 ORPHAN_GRACE_SECONDS = 30.0
 #: [triggerer] triggerer_health_check_threshold (10 s) + a few triggerer loops + a busy 2-core machine
 ADOPTION_TIMEOUT = 120.0
+#: the provider's default ``[jogg] min_deferral_seconds``: no LipSyncTrigger polls or fires before it
+DEFAULT_FLOOR_SECONDS = 15.0
+#: pairs of the PostgreSQL restart test (all in the late lane: every wait is deferred at the restart)
+RESTART_PAIRS = 12
+
+
+def lane_of(map_index: int) -> str:
+    """The lane the DAG gives pair ``map_index`` (``lanes[i % len(lanes)]``)."""
+    return LANES[map_index % len(LANES)]
 
 
 def trigger_logs(dep: DistributedDeployment, run_id: str, map_index: int) -> list[Path]:
@@ -66,8 +92,8 @@ def trigger_logs(dep: DistributedDeployment, run_id: str, map_index: int) -> lis
 
 
 def polled_by(dep: DistributedDeployment, run_id: str, map_index: int, job_id: int, jogg_id: str) -> bool:
-    """The trigger log written by triggerer job ``job_id`` says the trigger polled this Jogg task."""
-    needle = f"Jogg task {jogg_id} is processing"
+    """The trigger log written by triggerer job ``job_id`` shows a status answer for this Jogg task."""
+    needle = f"Jogg task {jogg_id} is "
     for path in trigger_logs(dep, run_id, map_index):
         if int(path.name.rsplit(".", 2)[-2]) != job_id:
             continue
@@ -80,16 +106,22 @@ def polled_by(dep: DistributedDeployment, run_id: str, map_index: int, job_id: i
     return False
 
 
+#: trigger id -> the row (with decrypted kwargs) of every LipSyncTrigger seen, per run id
+SEEN: dict[str, dict[int, dict[str, Any]]] = collections.defaultdict(dict)
+
+
 def lip_sync_triggers(dep: DistributedDeployment, run_id: str) -> list[dict[str, Any]]:
-    """Deferred sensors of the run waiting on a LipSyncTrigger (not on the DateTimeTrigger that sits
-    out a 429), with the trigger row; the Jogg task id comes from the decrypted trigger kwargs."""
+    """Deferred sensors of the run waiting on a LipSyncTrigger, with the trigger row and its decrypted
+    kwargs (the Jogg task id, ``not_before``); each row is also kept in :data:`SEEN`."""
     rows = []
     for row in dep.deferred_sensors(BATCH, run_id, SENSOR):
         if row["classpath"] != TRIGGER_CLASSPATH:
             continue
         item = dict(row)
-        item["jogg_task_id"] = json.loads(dep.decrypt_trigger_kwargs(row["kwargs"]))["jogg_task_id"]
+        item["trigger_kwargs"] = json.loads(dep.decrypt_trigger_kwargs(row["kwargs"]))
+        item["jogg_task_id"] = item["trigger_kwargs"]["jogg_task_id"]
         rows.append(item)
+        SEEN[run_id][item["trigger_id"]] = item
     return rows
 
 
@@ -101,12 +133,82 @@ def port_closed(port: int) -> bool:
         return True
 
 
+def bad_states(dep: DistributedDeployment, run_id: str) -> dict[tuple[str, int], str | None]:
+    return {
+        key: state
+        for key, state in dep.task_states(BATCH, run_id).items()
+        if state in ("failed", "upstream_failed", "up_for_retry")
+    }
+
+
+def state_mismatches(dep: DistributedDeployment, run_id: str) -> list[tuple[str, int]]:
+    return [
+        (r["task_id"], r["map_index"])
+        for r in dep.query(
+            "SELECT task_id, map_index FROM log WHERE dag_id = ? AND run_id = ? AND event = 'state mismatch'",
+            (BATCH, run_id),
+        )
+    ]
+
+
+def finish_late_tasks(dep: DistributedDeployment, run_id: str) -> int:
+    """Let every Jogg task of the late lane created so far finish now; returns how many were finished."""
+    fake = dep.dist_fake
+    done = 0
+    for jogg_id, task in fake.tasks().items():
+        if f"/{run_id}/{LATE}/" in task["video_url"] and task["status"] == "processing":
+            fake.set_status(jogg_id, "success")
+            done += 1
+    return done
+
+
+def check_pairs(dep: DistributedDeployment, run_id: str, pairs: int, lanes: list[str]) -> dict[str, Any]:
+    """Exactly one accepted create per pair, and each pair's result is its own Jogg task's."""
+    fake = dep.dist_fake
+    jogg_ids: dict[int, str] = dep.xcoms(BATCH, run_id, "lip_sync")
+    assert sorted(jogg_ids) == list(range(pairs))
+    made = dep.xcoms(BATCH, run_id, "make_pairs")[-1]
+    results = dep.xcoms(BATCH, run_id, SENSOR)
+    tasks = fake.tasks()
+    assert len(made) == pairs
+    assert sorted(results) == list(range(pairs)), sorted(set(range(pairs)) - set(results))
+    for index in range(pairs):
+        jogg_id = jogg_ids[index]
+        assert results[index]["task_id"] == jogg_id, index
+        assert results[index]["status"] == "success", index
+        assert results[index]["result_url"], index
+        lane = lanes[index % len(lanes)]
+        base = f"https://media.example.com/dist/{run_id}/{lane}"
+        assert tasks[jogg_id]["video_url"] == made[index]["video_url"] == f"{base}/video-{index:03d}.mp4", (
+            index
+        )
+        assert tasks[jogg_id]["audio_url"] == made[index]["audio_url"] == f"{base}/audio-{index:03d}.mp3", (
+            index
+        )
+    assert dep.xcoms(BATCH, run_id, "collect")[-1] == {
+        "count": pairs,
+        "task_ids": [jogg_ids[i] for i in range(pairs)],
+    }
+    recorded = fake.requests()
+    creates = [
+        r
+        for r in recorded
+        if r["method"] == "POST" and r["path"] == CREATE_PATH and f"/dist/{run_id}/" in r["json"]["video_url"]
+    ]
+    accepted = [r for r in creates if r["status"] == 200]
+    by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
+    assert len(accepted) == pairs, collections.Counter(r["status"] for r in creates)
+    assert set(by_pair.values()) == {1}
+    assert all(r["status"] == 429 for r in creates if r["status"] != 200)
+    assert sum(1 for t in tasks.values() if f"/dist/{run_id}/" in t["video_url"]) == pairs
+    return {"jogg_ids": jogg_ids, "creates": creates, "accepted": accepted, "recorded": recorded}
+
+
 @pytest.mark.timeout(1800)
-def test_batch_survives_a_sigkilled_triggerer(
-    distributed: DistributedDeployment, report: Callable[[str], None]
-) -> None:
+def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Callable[[str], None]) -> None:
     dep = distributed
-    fake = dep.load_fake
+    # the deployment runs with the provider's default floor, whatever the pytest process has set
+    assert not [k for k in dep.env if k.startswith("AIRFLOW__JOGG__")], sorted(dep.env)
     job_of = dict(dep.triggerer_job_ids)  # component name -> TriggererJob id
     name_of = {job: name for name, job in job_of.items()}
     assert set(job_of) == set(TRIGGERER_NAMES), job_of
@@ -115,37 +217,29 @@ def test_batch_survives_a_sigkilled_triggerer(
     dep.wait_for_dag(BATCH)
     run_id = f"e2e-dist-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    dep.trigger(BATCH, run_id, {"pairs": PAIRS, "tag": run_id})
+    dep.trigger(BATCH, run_id, {"pairs": PAIRS, "tag": run_id, "lanes": LANES})
 
-    def no_failures() -> None:
-        states = dep.task_states(BATCH, run_id)
-        bad = {
-            k: v
-            for k, v in states.items()
-            if v in ("failed", "upstream_failed") or (v == "up_for_retry" and k[0] != SENSOR)
-        }
-        if bad:
-            raise AssertionError(f"tasks failed before the Jogg tasks finished: {bad}\n{dep.diagnostics()}")
+    def run_over() -> bool:
+        return dep.run_state(BATCH, run_id) in ("success", "failed")
 
-    # ---- 1. the batch is under way and its triggers are spread over both triggerers
+    # ---- 1. the batch is under way and waits of the late lane sit in both triggerers
     spread: dict[int, int] = {}
 
     def triggers_spread() -> list[dict[str, Any]] | None:
-        no_failures()
         rows = [r for r in lip_sync_triggers(dep, run_id) if r["triggerer_id"] is not None]
         spread.clear()
         spread.update(collections.Counter(r["triggerer_id"] for r in rows))
-        if len(rows) >= KILL_AT and all(spread.get(job, 0) >= MIN_PER_TRIGGERER for job in name_of):
+        late = collections.Counter(r["triggerer_id"] for r in rows if lane_of(r["map_index"]) == LATE)
+        if len(rows) >= KILL_AT and all(late.get(job, 0) >= 1 for job in name_of):
             return rows
-        if len(rows) == PAIRS:
+        if run_over():
             raise AssertionError(
-                f"all {PAIRS} triggers are assigned but not spread over both triggerers "
-                f"(jobs {sorted(name_of)}): {dict(spread)}"
+                f"run {run_id} ended before the SIGKILL: {bad_states(dep, run_id)}\n{dep.diagnostics()}"
             )
         return None
 
     rows = dep.wait_until(
-        f"{KILL_AT} LipSyncTriggers, at least {MIN_PER_TRIGGERER} in each triggerer",
+        f"{KILL_AT} LipSyncTriggers, late-lane waits in both triggerers",
         triggers_spread,
         timeout=900,
         interval=1,
@@ -155,30 +249,20 @@ def test_batch_survives_a_sigkilled_triggerer(
     victim_job = max(name_of, key=lambda job: (at_kill.get(job, 0), job))
     survivor_job = next(job for job in name_of if job != victim_job)
     victim_name, survivor_name = name_of[victim_job], name_of[survivor_job]
-    victim_triggers = {r["trigger_id"]: r for r in rows if r["triggerer_id"] == victim_job}
-    polled_by_victim = sum(
-        polled_by(dep, run_id, r["map_index"], victim_job, r["jogg_task_id"])
-        for r in victim_triggers.values()
-    )
 
-    # ---- 2. SIGKILL the triggerer holding the most triggers (its own PID; no SIGTERM, no cleanup)
-    lip_sync_done = sum(
-        1
-        for (task, _), state in dep.task_states(BATCH, run_id).items()
-        if task == "lip_sync" and state == "success"
-    )
+    # ---- 2. SIGKILL the triggerer holding the most waits (its own PID; no SIGTERM, no cleanup)
     killed = dep.kill_triggerer(victim_name)
     killed_at = time.time()
     t_kill = time.monotonic()
-    # triggers it assigned itself between the query above and the kill are its triggers as well
-    for row in lip_sync_triggers(dep, run_id):
+    victim_triggers = {r["trigger_id"]: r for r in rows if r["triggerer_id"] == victim_job}
+    for row in lip_sync_triggers(dep, run_id):  # assigned between the query above and the kill
         if row["triggerer_id"] == victim_job:
             victim_triggers.setdefault(row["trigger_id"], row)
     assert victim_triggers
     assert dep.components[survivor_name].alive
 
-    # Its trigger-runner child (same process group) notices its supervisor is gone and exits.
     def runner_gone() -> bool:
+        # its trigger-runner child (same process group) notices its supervisor is gone and exits
         return not leftover_processes({killed.pid}, [])["alive"]
 
     dep.wait_until(
@@ -188,14 +272,15 @@ def test_batch_survives_a_sigkilled_triggerer(
     )
     orphan_gone_after = time.monotonic() - t_kill
 
-    # ---- 3. the survivor adopts the same trigger rows once the dead one's heartbeat is stale
+    # ---- 3. the survivor adopts the dead one's trigger rows once its heartbeat is stale
+    adopted_ids: set[int] = set()
+
     def adopted() -> bool:
-        no_failures()
         current = {r["trigger_id"]: r for r in lip_sync_triggers(dep, run_id)}
-        gone = sorted(set(victim_triggers) - set(current))
-        # the Jogg tasks are all still processing: no trigger of the victim may have fired or vanished
-        assert not gone, f"triggers of the killed triggerer vanished before adoption: {gone}"
-        return all(current[t]["triggerer_id"] == survivor_job for t in victim_triggers)
+        # a row may be gone only if its event was committed before the kill (the TI moved on)
+        waiting = {t for t in victim_triggers if t in current}
+        adopted_ids.update(t for t in waiting if current[t]["triggerer_id"] == survivor_job)
+        return all(current[t]["triggerer_id"] == survivor_job for t in waiting)
 
     dep.wait_until(
         f"triggerer job {survivor_job} to adopt the {len(victim_triggers)} triggers of job {victim_job}",
@@ -204,115 +289,77 @@ def test_batch_survives_a_sigkilled_triggerer(
         interval=0.5,
     )
     adopted_after = time.monotonic() - t_kill
+    assert adopted_ids, "no trigger of the killed triggerer was left to adopt"
+    adopted_rows = [victim_triggers[t] for t in sorted(adopted_ids)]
 
     def adopted_ones_polled() -> bool:
         return all(
-            polled_by(dep, run_id, r["map_index"], survivor_job, r["jogg_task_id"])
-            for r in victim_triggers.values()
+            polled_by(dep, run_id, r["map_index"], survivor_job, r["jogg_task_id"]) for r in adopted_rows
         )
 
     dep.wait_until("the survivor to poll every adopted trigger", adopted_ones_polled, timeout=240, interval=2)
     adopted_polled_after = time.monotonic() - t_kill
 
-    # ---- 4. the rest of the batch defers onto the survivor; every deferral processed by the scheduler
-    peak = 0
-
-    def all_deferred() -> bool:
-        nonlocal peak
-        no_failures()
-        current = lip_sync_triggers(dep, run_id)
-        peak = max(peak, len(current))
-        stray = {
-            r["map_index"]: r["triggerer_id"]
-            for r in current
-            if r["triggerer_id"] not in (None, survivor_job)
-        }
-        assert not stray, f"triggers held by a triggerer other than the survivor {survivor_job}: {stray}"
-        settled = [r for r in current if r["triggerer_id"] == survivor_job and dep.deferral_settled(r)]
-        return len(settled) == PAIRS
-
-    dep.wait_until(
-        f"all {PAIRS} sensors to be deferred in triggerer job {survivor_job}",
-        all_deferred,
-        timeout=900,
-        interval=2,
-    )
-    all_deferred_after = time.monotonic() - started
-    deferred_rows = {r["map_index"]: r for r in lip_sync_triggers(dep, run_id)}
-    assert sorted(deferred_rows) == list(range(PAIRS))
-    jogg_ids: dict[int, str] = dep.xcoms(BATCH, run_id, "lip_sync")
-    assert sorted(jogg_ids) == list(range(PAIRS))
-    for index, row in deferred_rows.items():
-        assert row["jogg_task_id"] == jogg_ids[index], index
-    jobs = {job["id"]: dict(job) for job in dep.triggerer_jobs()}
-    assert jobs[survivor_job]["state"] == "running", jobs
-
-    # ---- 5. the Jogg tasks finish; the survivor delivers every result
+    # ---- 4. Jogg finishes the late lane now, whatever the sensors are doing; the run ends
     t_finish = time.monotonic()
-    for index in range(PAIRS):
-        fake.set_status(jogg_ids[index], "success")
-    states = dep.wait_for_runs(BATCH, [run_id], timeout=900)
+    finished_late = 0
+
+    def run_finished() -> bool:
+        nonlocal finished_late
+        finished_late += finish_late_tasks(dep, run_id)
+        lip_sync_triggers(dep, run_id)  # records the trigger rows (kwargs) while they exist
+        return run_over()
+
+    dep.wait_until(f"run {run_id} to finish", run_finished, timeout=900, interval=1)
     finished = time.monotonic()
+    run_state = dep.run_state(BATCH, run_id)
+
+    # ---- 5. nothing lost: every task instance succeeded, no state mismatch
     ti_states = dep.task_states(BATCH, run_id)
     not_ok = {k: v for k, v in ti_states.items() if v != "success"}
-    assert states == {run_id: "success"}, not_ok
-    assert not not_ok
+    mismatches = state_mismatches(dep, run_id)
+    line = timeline.build(dep.components["scheduler"].log, dep.task_logs, BATCH, SENSOR, [run_id])
+    early = line.early()
+    report(
+        f"no-wait-lost batch ({PAIRS} pairs, retries 0, run {run_state}): {len(not_ok)} task instances "
+        f"not successful {sorted(not_ok.items())[:12]}; 'state mismatch' rows {len(mismatches)}; "
+        f"LipSyncTrigger events before the scheduler processed the deferral {len(early)}"
+    )
+    assert not mismatches, mismatches
+    assert not not_ok, not_ok
+    assert run_state == "success"
     assert len(ti_states) == 2 + 2 * PAIRS  # make_pairs, lip_sync x PAIRS, wait x PAIRS, collect
+    retried = dep.query(
+        "SELECT task_id, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? AND try_number > 1",
+        (BATCH, run_id),
+    )
+    assert not retried, [tuple(r) for r in retried]
 
-    # Only the sensors may have retried, and only after Airflow's own state-mismatch race
-    # (apache/airflow#67287, see the DAG); never a create.
-    retried = {
-        (r["task_id"], r["map_index"]): r["try_number"]
-        for r in dep.query(
-            "SELECT task_id, map_index, try_number FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ? AND try_number > 1",
-            (BATCH, run_id),
-        )
-    }
-    mismatches = {
-        (r["task_id"], r["map_index"])
-        for r in dep.query(
-            "SELECT task_id, map_index FROM log WHERE dag_id = ? AND run_id = ? AND event = 'state mismatch'",
-            (BATCH, run_id),
-        )
-    }
-    assert all(task == SENSOR for task, _ in retried), retried
-    assert set(retried) <= mismatches, {"retried": retried, "state mismatches": mismatches}
+    # ---- 6. the window: deferral -> the scheduler processes that worker run's executor event
+    assert not early, [(d.key, d.at, d.processed, f) for d, f in early]
+    assert not line.unprocessed, [d.key for d in line.unprocessed]
+    windows = line.windows
+    assert len(windows) == len(line.deferrals) > 0
+    # each fire came after its deferral's event: by how much (the floor's margin)
+    margins = [f.at - d.processed.at for d in line.deferrals if d.processed for f in d.fires if f.lip_sync]
+    deferred_pairs = {d.key[1] for d in line.deferrals}
 
-    # Each result belongs to its own pair.
-    pairs = dep.xcoms(BATCH, run_id, "make_pairs")[-1]
-    results = dep.xcoms(BATCH, run_id, SENSOR)
-    tasks = fake.tasks()
-    assert len(pairs) == PAIRS
-    assert sorted(results) == list(range(PAIRS))
-    for index in range(PAIRS):
-        jogg_id = jogg_ids[index]
-        assert results[index]["task_id"] == jogg_id, index
-        assert results[index]["status"] == "success", index
-        assert results[index]["result_url"], index
-        created = tasks[jogg_id]
-        expected_video = f"https://media.example.com/e2e/{run_id}/video-{index:03d}.mp4"
-        expected_audio = f"https://media.example.com/e2e/{run_id}/audio-{index:03d}.mp3"
-        assert created["video_url"] == pairs[index]["video_url"] == expected_video, index
-        assert created["audio_url"] == pairs[index]["audio_url"] == expected_audio, index
-    collected = dep.xcoms(BATCH, run_id, "collect")[-1]
-    assert collected == {"count": PAIRS, "task_ids": [jogg_ids[i] for i in range(PAIRS)]}
+    # The floor: every LipSyncTrigger seen holds not_before >= its deferral + the default floor.
+    paused_at = {(d.key[1], d.key[2]): d.at for d in line.deferrals}
+    floors = []
+    for row in SEEN[run_id].values():
+        key = (row["map_index"], 1)
+        if key in paused_at:
+            floors.append(row["trigger_kwargs"]["not_before"] - paused_at[key])
+    assert floors
+    assert min(floors) >= DEFAULT_FLOOR_SECONDS - 1.0, sorted(floors)[:5]
 
-    # Exactly one accepted create per pair; any other create POST was a 429, which creates nothing.
-    recorded = fake.requests()
-    creates = [r for r in recorded if r["method"] == "POST" and r["path"] == CREATE_PATH]
-    accepted = [r for r in creates if r["status"] == 200]
-    assert len(accepted) == PAIRS, collections.Counter(r["status"] for r in creates)
-    assert all(r["status"] == 429 for r in creates if r["status"] != 200)
-    by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
-    assert set(by_pair.values()) == {1}
-    assert len(by_pair) == PAIRS
-    assert sum(1 for t in tasks.values() if f"/e2e/{run_id}/" in t["video_url"]) == PAIRS
+    # ---- 7. each pair created once, its own result; the adopted waits polled again after the kill
+    checked = check_pairs(dep, run_id, PAIRS, LANES)
+    recorded = checked["recorded"]
     statuses = collections.Counter(r["status"] for r in recorded)
     assert set(statuses) <= {200, 429}, statuses
-
-    # The adopted triggers were polled again by a trigger (aiohttp) after the kill, and succeeded.
-    for row in victim_triggers.values():
+    for row in adopted_rows:
         polls = [
             r
             for r in recorded
@@ -323,8 +370,139 @@ def test_batch_survives_a_sigkilled_triggerer(
         assert any(AIOHTTP_UA in r["headers"].get("user-agent", "") and r["status"] == 200 for r in polls), (
             row
         )
+    # first checks before a deferral (the sensor in a worker) refused with 429
+    jogg_ids = set(checked["jogg_ids"].values())
+    worker_checks = [
+        r
+        for r in recorded
+        if r["method"] == "GET"
+        and r["path"].startswith(STATUS_PATH)
+        and r["path"][len(STATUS_PATH) :] in jogg_ids
+        and REQUESTS_UA in r["headers"].get("user-agent", "")
+    ]
+    refused_checks = sum(1 for r in worker_checks if r["status"] == 429)
+    assert refused_checks > 0, "no first check hit the rate limit: the scenario lost its 429s"
+    by_lane = collections.Counter(lane_of(i) for i in deferred_pairs)
 
-    # ---- 6. nothing left: trigger rows, Celery messages and results, then every process
+    report(
+        f"no-wait-lost batch: {PAIRS} pairs in {finished - started:.1f} s; SIGKILL of {victim_name} (job "
+        f"{victim_job}) at {t_kill - started:.1f} s holding {len(victim_triggers)} of "
+        f"{sum(at_kill.values())} LipSyncTriggers; its trigger runner gone {orphan_gone_after:.1f} s "
+        f"after; {survivor_name} (job {survivor_job}) adopted {len(adopted_ids)} {adopted_after:.1f} s "
+        f"after and had polled them {adopted_polled_after:.1f} s after; late lane ({finished_late} Jogg "
+        f"tasks) finished by the test {t_finish - started:.1f} s in; results all in "
+        f"{finished - t_finish:.1f} s later"
+    )
+    report(
+        f"window on CeleryExecutor (deferral -> 'Received executor event with state success' for that "
+        f"run): {timeline.format_summary(windows)}; deferrals per lane {dict(sorted(by_lane.items()))} "
+        f"({PAIRS - len(deferred_pairs)} sensors finished at their first check); LipSyncTrigger events "
+        f"after that processing by {timeline.format_summary(margins)}; not_before - deferral "
+        f"{timeline.format_summary(floors)}"
+    )
+    report(
+        f"jogg_dist: {len(recorded)} API requests at a {dep.dist_rate_limit:g} req/s limit, "
+        f"{statuses[429]} answered 429; first checks from workers {len(worker_checks)}, "
+        f"{refused_checks} answered 429; {len(checked['accepted'])} accepted creates "
+        f"({len(checked['creates']) - len(checked['accepted'])} create POSTs answered 429)"
+    )
+
+
+@pytest.mark.timeout(1200)
+def test_postgres_restart_while_waits_are_deferred(
+    distributed: DistributedDeployment, report: Callable[[str], None]
+) -> None:
+    dep = distributed
+    assert dep.postgres is not None
+    dep.wait_for_dag(BATCH)
+    run_id = f"e2e-dist-pg-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    dep.trigger(BATCH, run_id, {"pairs": RESTART_PAIRS, "tag": run_id, "lanes": [LATE]})
+
+    # ---- 1. every wait is deferred on a LipSyncTrigger held by a live triggerer
+    live_jobs = {dep.triggerer_job_ids[name] for name in dep.components if name in dep.triggerer_job_ids}
+
+    def all_waiting() -> bool:
+        bad = bad_states(dep, run_id)
+        assert not bad, bad
+        rows = lip_sync_triggers(dep, run_id)
+        return len(rows) == RESTART_PAIRS and all(r["triggerer_id"] in live_jobs for r in rows)
+
+    dep.wait_until(f"{RESTART_PAIRS} waits deferred in the triggerer", all_waiting, timeout=600, interval=1)
+    before = {r["trigger_id"]: r["map_index"] for r in lip_sync_triggers(dep, run_id)}
+
+    # ---- 2. restart PostgreSQL under the whole deployment
+    pg_pid = dep.postgres.service.pid if dep.postgres.service else None
+    restart_wall = datetime.datetime.now(datetime.timezone.utc)
+    timings = dep.restart_postgres()
+    restarted_at = time.monotonic()
+
+    # ---- 3. the deployment is back: the scheduler and the triggerer heartbeat again (a component
+    # that exited instead is started again, as its service manager would)
+    respawned: dict[str, int | None] = {}
+
+    def heartbeats_after_restart() -> bool:
+        for name, component in list(dep.components.items()):
+            if not component.alive and name not in respawned:
+                respawned[name] = component.popen.returncode
+                dep.respawn(name)
+        rows = dep.query(
+            "SELECT job_type, max(latest_heartbeat) FROM job WHERE state = 'running' GROUP BY job_type"
+        )
+        latest = {r[0]: r[1] for r in rows}
+        return all(
+            latest.get(job) is not None and latest[job] > restart_wall
+            for job in ("SchedulerJob", "TriggererJob")
+        )
+
+    dep.wait_until(
+        "the scheduler and the triggerer to heartbeat after the restart",
+        heartbeats_after_restart,
+        timeout=300,
+        interval=1,
+    )
+    back_after = time.monotonic() - restarted_at
+    after = {r["trigger_id"]: r["map_index"] for r in lip_sync_triggers(dep, run_id)}
+    survived = sorted(set(before) & set(after))
+
+    # ---- 4. the Jogg tasks finish; every wait must deliver its result
+    t_finish = time.monotonic()
+
+    def run_finished() -> bool:
+        finish_late_tasks(dep, run_id)
+        return dep.run_state(BATCH, run_id) in ("success", "failed")
+
+    dep.wait_until(f"run {run_id} to finish", run_finished, timeout=600, interval=1)
+    run_state = dep.run_state(BATCH, run_id)
+    ti_states = dep.task_states(BATCH, run_id)
+    not_ok = {k: v for k, v in ti_states.items() if v != "success"}
+    sensors_ok = sum(1 for (task, _), state in ti_states.items() if task == SENSOR and state == "success")
+    fake = dep.dist_fake
+    accepted = [
+        r for r in fake.creates() if r["status"] == 200 and f"/dist/{run_id}/" in r["json"]["video_url"]
+    ]
+    duplicated = len(accepted) - len({r["json"]["video_url"] for r in accepted})
+    report(
+        f"PostgreSQL restarted (pid {pg_pid}, fast shutdown, down {timings['stopped_after']:.1f} s, "
+        f"accepting again {timings['outage']:.1f} s after the stop) with {len(before)} waits deferred: "
+        f"components that exited and were started again {respawned or 'none'}; scheduler and "
+        f"triggerer heartbeating {back_after:.1f} s after; trigger rows kept {len(survived)}/{len(before)}; "
+        f"run {run_state} {time.monotonic() - t_finish:.1f} s after the Jogg tasks finished "
+        f"({time.monotonic() - started:.1f} s in all); injected 1, waits survived {sensors_ok}/"
+        f"{RESTART_PAIRS}, lost {RESTART_PAIRS - sensors_ok}, creates duplicated {duplicated}; "
+        f"not successful {not_ok or 'none'}; 'state mismatch' rows {len(state_mismatches(dep, run_id))}"
+    )
+    assert not not_ok, not_ok
+    assert run_state == "success"
+    assert not state_mismatches(dep, run_id)
+    check_pairs(dep, run_id, RESTART_PAIRS, [LATE])
+
+
+@pytest.mark.timeout(600)
+def test_stop_leaves_nothing_running(
+    distributed: DistributedDeployment, report: Callable[[str], None]
+) -> None:
+    dep = distributed
     dep.wait_until(
         "the trigger table to be empty",
         lambda: dep.query("SELECT count(*) FROM trigger")[0][0] == 0,
@@ -343,9 +521,6 @@ def test_batch_survives_a_sigkilled_triggerer(
         for name in WORKER_NAMES
     }
     assert all(received.values()), f"a Celery worker ran no task: {received}"
-    dead_job = jobs[victim_job]
-    paused, acked = dep.deferral_counts()
-    run_seconds = finished - started
 
     t_stop = time.monotonic()
     codes = dep.stop()
@@ -360,36 +535,10 @@ def test_batch_survives_a_sigkilled_triggerer(
     if dep.postgres is not None:
         ports["postgres"] = dep.postgres.port
     assert all(port_closed(port) for port in ports.values()), ports
-    killed_codes = {c.name: c.popen.returncode for c in dep.retired}
-    clean_exit = {name: code for name, code in codes.items() if code not in (0, None)}
-
-    t = dep.timings
-    report(
-        f"setup {t['start']:.1f} s | run {run_seconds:.1f} s | teardown {t['teardown']:.1f} s "
-        f"(CeleryExecutor, Redis, PostgreSQL, {len(WORKER_NAMES)} workers x 2 slots, 2 triggerers)"
-    )
-    report(
-        f"batch: {PAIRS} pairs succeeded in {run_seconds:.1f} s; SIGKILL after {t_kill - started:.1f} s "
-        f"({lip_sync_done} creates done, {sum(at_kill.values())} LipSyncTriggers assigned: "
-        f"{ {name_of[j]: n for j, n in at_kill.items()} }); killed {victim_name} (job {victim_job}, pid "
-        f"{killed.pid}, exit {killed.popen.returncode}) held {len(victim_triggers)} triggers "
-        f"({polled_by_victim} had polled there); its trigger runner was gone "
-        f"{orphan_gone_after:.1f} s after; "
-        f"{survivor_name} (job {survivor_job}) took them over {adopted_after:.1f} s after the kill and had "
-        f"polled all {adopted_polled_after:.1f} s after; all {PAIRS} deferred in job {survivor_job} at "
-        f"{all_deferred_after:.1f} s (peak {peak}); results delivered {finished - t_finish:.1f} s after "
-        f"the Jogg tasks finished"
-    )
-    report(
-        f"jogg: {len(recorded)} API requests, {len(accepted)} accepted create POSTs "
-        f"({len(creates) - len(accepted)} create POSTs answered 429), {statuses[429]} answers 429 in all at "
-        f"a {dep.load_rate_limit:g} req/s limit; sensors retried after Airflow's state-mismatch race "
-        f"(apache/airflow#67287): {len(retried)}"
-    )
+    retired_codes = {f"{c.name} (pid {c.pid})": c.popen.returncode for c in dep.retired}
     report(
         f"celery: task messages received per worker {received}, celery_taskmeta {celery_states}; "
-        f"deferrals logged {paused}, processed by the scheduler {acked}; dead triggerer job row: "
-        f"state={dead_job['state']} end_date={dead_job['end_date']}; trigger rows left: 0; "
-        f"exit codes {codes} (non-zero: {clean_exit}; killed: {killed_codes}); processes left: none "
-        f"(zombies awaiting init: {len(left['zombies'])}); ports closed: {sorted(ports)}"
+        f"stopped by PID in {dep.timings['teardown']:.1f} s, exit codes {codes}; retired (killed, "
+        f"exited or restarted) {retired_codes}; processes left: none (zombies awaiting init: "
+        f"{len(left['zombies'])}); ports closed: {sorted(ports)}"
     )
