@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="tasks whose video or audio URL contains MARKER stay processing SECONDS (or 'never'); "
         "repeatable, the first matching marker wins",
     )
+    parser.add_argument(
+        "--clock-from-first-status",
+        action="store_true",
+        help="a task's pending/processing time runs from the first status answer about it, not its creation",
+    )
     parser.add_argument("--duration-seconds", type=_non_negative, default=12.5, help="reported video length")
     parser.add_argument("--rate-limit", type=_positive, default=None, help="requests per second (429 above)")
     parser.add_argument(
@@ -124,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             remaining_quota=args.remaining_quota,
             ffmpeg=False if args.no_ffmpeg else None,
             processing_seconds_by_url=dict(args.processing_seconds_for),
+            clock_from_first_status=args.clock_from_first_status,
         )
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))

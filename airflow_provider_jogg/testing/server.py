@@ -9,7 +9,9 @@ Task status is computed lazily from the wall clock: a task is ``pending`` for ``
 after its creation, then ``processing`` for ``processing_seconds``, then ``success`` (or ``failed``
 when its video or audio URL contains ``fail``). No background thread is involved.
 ``processing_seconds_by_url`` gives the tasks whose video or audio URL contains a marker their own
-processing time, so that one server can hold quick and slow tasks side by side.
+processing time, so that one server can hold quick and slow tasks side by side; with
+``clock_from_first_status`` a task's clock starts at the first status answer about it instead of its
+creation, so that it ends a set time after whoever waits for it first asked, however late that was.
 
 Results are real media (see :mod:`airflow_provider_jogg.testing.media`): with an ffmpeg binary,
 ``result_url`` serves the task's video with its audio muxed in (uploaded assets are used as they
@@ -320,6 +322,8 @@ class _Task:
     audio_url: str
     playback_type: str
     created_at: float
+    #: when the pending/processing timeline starts (``None``: at the first status answer)
+    clock_start: float | None = None
     failure: str | None = None
     #: a ``processing_seconds_by_url`` marker matched: ``own_processing_seconds`` replaces the server's
     has_own_processing: bool = False
@@ -410,6 +414,7 @@ class FakeJoggServer:
         ffmpeg: str | bool | None = None,
         ffprobe: str | bool | None = None,
         processing_seconds_by_url: Mapping[str, float | None] | None = None,
+        clock_from_first_status: bool = False,
     ) -> None:
         """Configure the server (nothing is bound until :meth:`start`).
 
@@ -423,6 +428,10 @@ class FakeJoggServer:
         ``processing_seconds_by_url``: marker -> processing seconds (``None``: never finishes) for
         the tasks whose video or audio URL contains the marker (the first marker found, in the
         mapping's order); the other tasks use ``processing_seconds``.
+
+        ``clock_from_first_status``: a task stays ``pending`` until the first status answer about it
+        (a request refused with 429 does not count), and its ``pending_seconds`` and processing time
+        run from that moment instead of from its creation.
         """
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -444,6 +453,7 @@ class FakeJoggServer:
             by_url.append((marker, None if seconds is None else float(seconds)))
         #: (marker, processing seconds or ``None``) pairs, in the order they are tried
         self.processing_seconds_by_url: tuple[tuple[str, float | None], ...] = tuple(by_url)
+        self.clock_from_first_status = bool(clock_from_first_status)
         self.api_key = api_key
         self.host = host
         self.prefix = _normalize_prefix(prefix)
@@ -622,12 +632,14 @@ class FakeJoggServer:
             ),
             (False, None),
         )
+        created_at = time.time()
         task = _Task(
             task_id=str(uuid.uuid4()),
             video_url=video_url,
             audio_url=audio_url,
             playback_type=playback_type,
-            created_at=time.time(),
+            created_at=created_at,
+            clock_start=None if self.clock_from_first_status else created_at,
             failure=failure,
             has_own_processing=own[0],
             own_processing_seconds=own[1],
@@ -651,14 +663,16 @@ class FakeJoggServer:
         if task.forced_status is not None:
             completed = task.forced_at if task.forced_status in _TERMINAL else None
             return task.forced_status, completed
-        elapsed = now - task.created_at
+        if task.clock_start is None:
+            return "pending", None
+        elapsed = now - task.clock_start
         if elapsed < self.pending_seconds:
             return "pending", None
         # read at each answer, not at creation: tests may change the server's value on the fly
         processing = task.own_processing_seconds if task.has_own_processing else self.processing_seconds
         if processing is None or elapsed < self.pending_seconds + processing:
             return "processing", None
-        completed_at = task.created_at + self.pending_seconds + processing
+        completed_at = task.clock_start + self.pending_seconds + processing
         return ("failed" if task.failure else "success"), completed_at
 
     def _task_snapshot(self, task: _Task, now: float) -> dict[str, Any]:
@@ -679,6 +693,8 @@ class FakeJoggServer:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
+            if task.clock_start is None:
+                task.clock_start = now  # clock_from_first_status: this is the first answer about it
             status, completed_at = self._status_of(task, now)
             forced_error = task.forced_error
             failure = task.failure

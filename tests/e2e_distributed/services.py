@@ -11,8 +11,9 @@ the REST API helpers and the log capture) and adds:
 - two ``airflow celery worker`` processes (distinct ``--celery-hostname``, concurrency 2 each);
 - a second ``airflow triggerer``;
 - a third fake Jogg server, ``jogg_dist`` (connection with default extras), rate limited, whose tasks
-  finish after the processing time of their URL's lane (:data:`USER_LANES`), for the user-like DAG
-  in ``dags/`` (copied into the DAGs folder next to the e2e suite's).
+  finish a set time after the first status answer about them (``--clock-from-first-status``: for a
+  sensor, its check before deferring), the time of their URL's lane (:data:`USER_LANES`), for the
+  user-like DAG in ``dags/`` (copied into the DAGs folder next to the e2e suite's).
 
 PostgreSQL can be restarted in place (:meth:`DistributedDeployment.restart_postgres`: fast shutdown
 by its PID, same data dir and port), and an Airflow component that exited can be started again with
@@ -66,15 +67,16 @@ WORKER_NAMES = ("celery-worker-a", "celery-worker-b")
 WORKER_CONCURRENCY = 2
 DIST_DAGS = Path(__file__).resolve().parent / "dags"
 #: URL marker (a path segment of the user-like DAG's pairs) -> seconds the fake ``jogg_dist`` keeps
-#: those Jogg tasks processing after their 1 s pending (``None``: until the test finishes them). The
-#: spread puts Jogg tasks finishing before the sensor's first check, within seconds of its deferral,
-#: and long after it, side by side.
+#: those Jogg tasks processing after their 1 s pending (``None``: until the test finishes them), both
+#: counted from the first status answer about the task (the sensor's check before it defers, or the
+#: trigger's first poll when that check was refused with 429): Jogg tasks that finish within seconds
+#: of their deferral, however loaded the machine, next to tasks that finish long after it.
 USER_LANES: dict[str, float | None] = {
     "/q00/": 0.0,
-    "/q04/": 4.0,
-    "/q08/": 8.0,
-    "/q15/": 15.0,
-    "/q30/": 30.0,
+    "/q03/": 3.0,
+    "/q06/": 6.0,
+    "/q12/": 12.0,
+    "/q25/": 25.0,
     "/late/": None,
 }
 
@@ -406,7 +408,7 @@ class DistributedDeployment(Deployment):
     triggerer_job_ids: dict[str, int] = field(default_factory=dict)
     dist_key: str = field(default_factory=lambda: f"sk-jogg-E2E-DIST-USER-{secrets.token_hex(12)}")
     #: requests per second the ``jogg_dist`` fake answers before it says 429 (``Retry-After: 1``)
-    dist_rate_limit: float = 5.0
+    dist_rate_limit: float = 3.0
     dist_lanes: dict[str, float | None] = field(default_factory=lambda: dict(USER_LANES))
     #: component name -> its command line, to start it again (:meth:`respawn`)
     _args: dict[str, list[str]] = field(default_factory=dict)
@@ -485,7 +487,7 @@ class DistributedDeployment(Deployment):
         # like the base class's fakes: the shell's environment without any AIRFLOW* setting
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env["PYTHONUNBUFFERED"] = "1"
-        options = ["--pending-seconds", "1", "--processing-seconds", "never"]
+        options = ["--pending-seconds", "1", "--processing-seconds", "never", "--clock-from-first-status"]
         options += ["--rate-limit", f"{self.dist_rate_limit:g}"]
         for marker, seconds in self.dist_lanes.items():
             options += [

@@ -71,6 +71,8 @@ ORPHAN_GRACE_SECONDS = 30.0
 ADOPTION_TIMEOUT = 120.0
 #: the provider's default ``[jogg] min_deferral_seconds``: no LipSyncTrigger polls or fires before it
 DEFAULT_FLOOR_SECONDS = 15.0
+#: sensor states before its deferral (or its end)
+NOT_YET_DEFERRED = (None, "scheduled", "queued", "running", "up_for_retry", "up_for_reschedule")
 #: pairs of the PostgreSQL restart test (all in the late lane: every wait is deferred at the restart)
 RESTART_PAIRS = 12
 
@@ -232,9 +234,11 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
         late = collections.Counter(r["triggerer_id"] for r in rows if lane_of(r["map_index"]) == LATE)
         if len(rows) >= KILL_AT and all(late.get(job, 0) >= 1 for job in name_of):
             return rows
-        if run_over():
+        sensors = [state for (task, _), state in dep.task_states(BATCH, run_id).items() if task == SENSOR]
+        if len(sensors) == PAIRS and not any(state in NOT_YET_DEFERRED for state in sensors):
             raise AssertionError(
-                f"run {run_id} ended before the SIGKILL: {bad_states(dep, run_id)}\n{dep.diagnostics()}"
+                f"every sensor has deferred or ended, and the waits never sat in both triggerers "
+                f"({dict(spread)}, late lane {dict(late)}); not successful: {bad_states(dep, run_id)}"
             )
         return None
 

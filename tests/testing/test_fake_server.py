@@ -227,6 +227,35 @@ def test_processing_seconds_by_url_finishes_after_its_own_time(
     assert get_task(session, server, plain)["status"] == "processing"
 
 
+def test_clock_from_first_status_starts_a_task_at_its_first_status_answer(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    server = make_server(pending_seconds=0, processing_seconds=0.3, clock_from_first_status=True)
+    task_id = create(session, server).json()["data"]["task_id"]
+    assert server.tasks[task_id]["status"] == "pending"  # nobody asked yet: the clock has not started
+    time.sleep(0.5)  # longer than the processing time: a clock started at creation would be done
+    asked = time.time()
+    first = get_task(session, server, task_id)
+    assert first["status"] == "processing"
+    assert wait_until(lambda: get_task(session, server, task_id)["status"] == "success", timeout=30)
+    assert time.time() - asked >= 0.3
+    done = get_task(session, server, task_id)
+    assert done["created_at"] <= int(asked) <= done["completed_at"]
+
+
+def test_clock_from_first_status_is_not_started_by_a_refused_request(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # one token, refilled in 10 s: the create takes it, the status request right after is a 429
+    server = make_server(
+        pending_seconds=0, processing_seconds=0, clock_from_first_status=True, rate_limit=0.1
+    )
+    task_id = create(session, server).json()["data"]["task_id"]
+    refused = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5)
+    assert refused.status_code == 429
+    assert server.tasks[task_id]["status"] == "pending"
+
+
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [({"": 1.0}, "non-empty"), ({"/x/": -1.0}, "/x/"), ({"/x/": True}, "/x/")],
@@ -1058,27 +1087,30 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
                 stream.close()
 
 
-def test_cli_processing_seconds_for_marked_urls() -> None:
+def test_cli_processing_seconds_for_marked_urls_and_clock_from_first_status() -> None:
     proc = _cli(
         "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0",
         "--processing-seconds-for", "/late/=never", "--processing-seconds-for", "a=b/=0",
+        "--clock-from-first-status",
     )  # fmt: skip
     try:
-        line = _read_line(proc)
-        url = line.strip().removeprefix("JOGG_FAKE_URL=")
+        url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
         headers = {"x-api-key": "cli-key"}
         ids = {}
         for name, video in (("late", "https://m.example/late/v.mp4"), ("plain", VIDEO)):
             body = {"video_url": video, "audio_url": AUDIO}
-            ids[name] = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()["data"][
-                "task_id"
-            ]
-        statuses = {
-            name: requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()[
-                "data"
-            ]["status"]
-            for name, task_id in ids.items()
+            answer = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()
+            ids[name] = answer["data"]["task_id"]
+        # nobody has asked about them yet: both clocks stand still (0 s tasks would be done otherwise)
+        tasks = requests.get(url + "/_fake/tasks", timeout=5).json()
+        assert {name: tasks[task_id]["status"] for name, task_id in ids.items()} == {
+            "late": "pending",
+            "plain": "pending",
         }
+        statuses = {}
+        for name, task_id in ids.items():
+            answer = requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()
+            statuses[name] = answer["data"]["status"]
         assert statuses == {"late": "processing", "plain": "success"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
