@@ -49,7 +49,7 @@ with DAG(
     )
 
     wait = LipSyncSensor.partial(
-        task_id="wait", jogg_conn_id="jogg_dist", poke_interval=5, timeout=30 * 60
+        task_id="wait", jogg_conn_id="jogg_dist", poke_interval=2, timeout=30 * 60
     ).expand(jogg_task_id=lip_sync.output)
 
     @task
