@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH
+from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH, wait_until
 from tests.e2e_distributed import timeline
 from tests.e2e_distributed.services import (
     TRIGGERER_NAMES,
@@ -353,6 +353,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     floors = []
     for row in SEEN[run_id].values():
         key = (row["map_index"], 1)
+        assert "not_before" in row["trigger_kwargs"], row["trigger_kwargs"]
         if key in paused_at:
             floors.append(row["trigger_kwargs"]["not_before"] - paused_at[key])
     assert floors
@@ -441,8 +442,9 @@ def test_postgres_restart_while_waits_are_deferred(
     timings = dep.restart_postgres()
     restarted_at = time.monotonic()
 
-    # ---- 3. the deployment is back: the scheduler and the triggerer heartbeat again (a component
-    # that exited instead is started again, as its service manager would)
+    # ---- 3. the deployment is back: the scheduler and the triggerer heartbeat again. A component
+    # that exited instead is started again, as its service manager would (Airflow 3.3.2's triggerer
+    # exits when its pooled DB connection was dropped: Trigger.clean_unused does not retry).
     respawned: dict[str, int | None] = {}
 
     def heartbeats_after_restart() -> bool:
@@ -450,6 +452,7 @@ def test_postgres_restart_while_waits_are_deferred(
             if not component.alive and name not in respawned:
                 respawned[name] = component.popen.returncode
                 dep.respawn(name)
+        dep.check_alive()  # a second exit, or a dead fake, Redis or PostgreSQL, fails the test
         rows = dep.query(
             "SELECT job_type, max(latest_heartbeat) FROM job WHERE state = 'running' GROUP BY job_type"
         )
@@ -459,11 +462,12 @@ def test_postgres_restart_while_waits_are_deferred(
             for job in ("SchedulerJob", "TriggererJob")
         )
 
-    dep.wait_until(
+    wait_until(  # not dep.wait_until: that one fails at once on a component that exited
         "the scheduler and the triggerer to heartbeat after the restart",
         heartbeats_after_restart,
         timeout=300,
         interval=1,
+        diagnostics=dep.diagnostics,
     )
     back_after = time.monotonic() - restarted_at
     after = {r["trigger_id"]: r["map_index"] for r in lip_sync_triggers(dep, run_id)}
