@@ -3,11 +3,12 @@
 A hundred ``LipSyncTrigger`` waits run in Airflow's own ``TriggerRunner`` (its ``create_triggers``,
 ``run_trigger`` and ``cleanup_finished_triggers``, in this test's event loop, without the supervisor
 process and its database) against the fake Jogg server, through a :class:`FaultProxy` for the
-network faults and with the fake server's own faults for broken answers. Each fault is injected
-before the waits start and stays until every wait has met it, then heals. Every wait must then end
-with exactly one ``success`` event, before its ``end_time``; the counts (faults injected, waits that
-survived, were lost, got a duplicate event) are printed and recorded as test properties for
-``docs/reliability.md``.
+network faults and with the fake server's own faults for broken answers. Every wait first polls
+over a healthy network; then the fault is injected and stays until every wait has failed
+``FAILED_POLLS`` polls in a row (the Jogg tasks finish meanwhile); then it heals. Every wait must
+then end with exactly one ``success`` event, before its ``end_time``; the counts (faults injected,
+waits that survived, were lost, got a duplicate event) are printed and recorded as test properties
+for ``docs/reliability.md``.
 
 The create call is checked through the proxy as well: a reset or stall after the request was sent
 gives ``JoggCreateUncertainError`` with exactly one task created (billed once); a refused connection
@@ -123,12 +124,15 @@ class WaitLog:
 @contextlib.contextmanager
 def watch_waits() -> Iterator[WaitLog]:
     log = WaitLog()
+    # in place, not with structlog.configure(): Airflow caches loggers on first use, and a cached
+    # logger keeps the processor list it was built with; so every logger sees this one only while
+    # the test runs, and none is left dropping its events after it
     processors = structlog.get_config()["processors"]
-    structlog.configure(processors=[log])
+    processors.insert(0, log)
     try:
         yield log
     finally:
-        structlog.configure(processors=processors)
+        processors.remove(log)
 
 
 class Triggerer:
