@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_jogg.completion import LipSyncCompletionMixin
-from airflow_provider_jogg.exceptions import JoggTaskNotFoundError
+from airflow_provider_jogg.exceptions import JoggCreateUncertainError, JoggTaskNotFoundError
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
 from airflow_provider_jogg.policy import (
@@ -150,10 +150,10 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         reused = task_id is not None
         if task_id is None:
             task_id = self.hook.create_lip_sync_video(**inputs)
-            if store is not None:
-                # persist first: from here on, a crash must not lead to a second billed task
-                store.set(STATE_KEY, {"task_id": task_id, **inputs})
+            # logged before anything else can fail: the id of a billed task must never be lost
             self.log.info("Created Jogg lip-sync task %s (playback_type=%s)", task_id, playback_type)
+            if store is not None:
+                self._save_created(store, ti, task_id, inputs)
         self._created_task_id = task_id
         if ti is not None:
             ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
@@ -184,6 +184,26 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         if is_http_url(value):
             return validate_media_url(value, role)
         return inspect_file(value, role)
+
+    def _save_created(self, store: Any, ti: Any, task_id: str, inputs: dict[str, str]) -> None:
+        """Save a new Jogg task for a retry to reattach to; if that fails, fail with no retry."""
+        try:
+            store.set(STATE_KEY, {"task_id": task_id, **inputs})
+        except Exception as error:
+            # an api-server blip, say; a retry would not find this task and would create (and bill)
+            # a second one, so fail for good, and leave the id where the user looks
+            if ti is not None:
+                try:
+                    ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
+                except Exception:
+                    self.log.warning("Could not push Jogg task id %s to XCom either", task_id, exc_info=True)
+            raise JoggCreateUncertainError(
+                f"Jogg lip-sync task {task_id} was created (and billed), but saving its id to the task "
+                f"state store failed ({type(error).__name__}: {error}), so a retry could not reattach "
+                "to it and would create a second task: failing without Airflow retries. Wait for it "
+                f"with LipSyncSensor(jogg_task_id={task_id!r}), or clear this task to create a new one.",
+                error,
+            ) from error
 
     def _upload_inputs(self, files: dict[str, str | MediaFile], store: Any) -> dict[str, str]:
         """The URLs to give Jogg: uploads what must be uploaded, reusing an earlier try's uploads."""

@@ -10,7 +10,12 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_jogg._compat import AIRFLOW_V_3_3_PLUS
-from airflow_provider_jogg.operators.lip_sync import STATE_KEY, LipSyncOperator
+from airflow_provider_jogg.operators.lip_sync import (
+    INPUTS_STATE_KEY,
+    STATE_KEY,
+    TASK_ID_XCOM_KEY,
+    LipSyncOperator,
+)
 from airflow_provider_jogg.sensors.lip_sync import LipSyncSensor
 from airflow_provider_jogg.testing.dagrun import run_dag, task_states, xcom_value
 
@@ -134,3 +139,60 @@ def test_retried_sensor_waits_on_the_same_task(jogg_conn):
     assert task_states(dag_run)["wait_for_lip_sync"] == "success"
     assert jogg_conn.create_count == 1
     assert xcom_value(dag_run, "wait_for_lip_sync")["task_id"] == xcom_value(dag_run, "lip_sync")
+
+
+@pytest.fixture
+def store_set_fails_once(monkeypatch):
+    """
+    ``arm(key)``: the next write of ``key`` to the task state store fails as an api-server blip does:
+    the supervisor's request to the Execution API cannot connect. The store itself (accessor,
+    supervisor, Execution API, metadata DB) is Airflow's own; only that one request is lost.
+    """
+    import httpx
+    from airflow.sdk.api.client import TaskStateStoreOperations
+
+    real_set = TaskStateStoreOperations.set
+    failed: list[str] = []
+
+    def arm(key: str) -> list[str]:
+        def flaky_set(self, ti_id, store_key, value, expires_at):
+            if store_key == key and not failed:
+                failed.append(store_key)
+                raise httpx.ConnectError("[Errno 111] Connection refused (the api-server is restarting)")
+            return real_set(self, ti_id, store_key, value, expires_at)
+
+        monkeypatch.setattr(TaskStateStoreOperations, "set", flaky_set)
+        return failed
+
+    return arm
+
+
+@needs_state_store
+def test_a_failed_save_of_the_task_id_fails_without_a_second_task(jogg_conn, store_set_fails_once, capfd):
+    failed = store_set_fails_once(STATE_KEY)
+    capfd.readouterr()
+    dag_run = run_dag(dag_with(LipSyncOperator, LipSyncSensor, "https://m.example/v.mp4"))
+    logged = capfd.readouterr()
+    log = logged.out + logged.err
+    assert failed == [STATE_KEY]  # the save really failed
+    assert jogg_conn.create_count == 1  # ...and no retry created (and billed) a second task
+    (only_task,) = jogg_conn.tasks
+    assert task_states(dag_run)["lip_sync"] == "failed"
+    assert try_number(dag_run, "lip_sync") == 1  # retries=2 not used
+    # the id is not lost: it is in the log, in the error and in XCom
+    assert f"Created Jogg lip-sync task {only_task}" in log
+    assert f"JoggCreateUncertainError: Jogg lip-sync task {only_task} was created" in log
+    assert xcom_value(dag_run, "lip_sync", key=TASK_ID_XCOM_KEY) == only_task
+
+
+@needs_state_store
+def test_a_failed_save_of_an_upload_costs_an_upload_not_a_task(jogg_conn, store_set_fails_once, tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"v" * 5000)
+    failed = store_set_fails_once(INPUTS_STATE_KEY)
+    dag_run = run_dag(dag_with(LipSyncOperator, LipSyncSensor, str(video)))
+    assert failed == [INPUTS_STATE_KEY]
+    assert try_number(dag_run, "lip_sync") == 2  # nothing was billed yet: Airflow may retry
+    assert len(jogg_conn.assets) == 2  # the retry uploaded again...
+    assert jogg_conn.create_count == 1  # ...and created the only task
+    assert task_states(dag_run)["wait_for_lip_sync"] == "success"
