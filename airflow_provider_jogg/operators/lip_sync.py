@@ -17,12 +17,13 @@ from airflow_provider_jogg.policy import (
     validate_playback_type,
     validate_task_id,
 )
-from airflow_provider_jogg.storage import MediaFile, inspect_file, is_http_url
+from airflow_provider_jogg.storage import DigestingFile, MediaFile, inspect_file, is_http_url, sha256_of
 
 #: the task state store key holding ``{"task_id", "video_url", "audio_url", "playback_type"}``;
 #: renaming it would break retries of tasks in flight
 STATE_KEY = "jogg_lip_sync_task"
-#: the task state store key holding uploaded inputs: ``{role: {"source", "size", "asset_url"}}``
+#: the task state store key holding uploaded inputs: ``{role: {"source", "size", "sha256", "asset_url"}}``
+#: (``sha256``: of the bytes uploaded; ``size`` and ``sha256`` are ``None`` for a re-hosted URL)
 INPUTS_STATE_KEY = "jogg_lip_sync_inputs"
 #: XCom keys pushed besides ``return_value``
 TASK_ID_XCOM_KEY = "jogg_task_id"
@@ -61,8 +62,11 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         before anything else can fail. A retry of the same task instance reads it back and, if that
         Jogg task is still ``pending``/``processing`` or ``success`` and was created for the same
         inputs, uses it again without a create request. If it ``failed``, is unknown to Jogg, or the
-        inputs changed, a new task is created. Uploaded inputs are remembered the same way and not
-        uploaded again. On Airflow < 3.3 there is no task state store: a retry creates a new task.
+        inputs changed, a new task is created. Uploaded files are remembered the same way, by location,
+        size and SHA-256 of their content, and not uploaded again while all three match (a retry reads
+        such a file once to hash it). If the id cannot be written to the store, the task fails with
+        :class:`~airflow_provider_jogg.exceptions.JoggCreateUncertainError` naming the id, without
+        Airflow retries. On Airflow < 3.3 there is no task state store: a retry creates a new task.
 
     :param video_url: the source video (templated): http(s) URL, local path, URI or ``ObjectStoragePath``
     :param audio_url: the target audio (templated), same forms
@@ -213,23 +217,53 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
             if isinstance(item, str) and not self.upload_public_urls:
                 urls[role] = item
                 continue
-            source = item if isinstance(item, str) else item.location
-            size = None if isinstance(item, str) else item.size
             earlier = done.get(role)
-            if isinstance(earlier, dict) and earlier.get("source") == source and earlier.get("size") == size:
-                self.log.info(
-                    "Reusing the upload of %s from an earlier try: %s", source, earlier["asset_url"]
-                )
-                urls[role] = earlier["asset_url"]
+            reused = self._earlier_upload(item, earlier) if isinstance(earlier, dict) else None
+            if reused is not None:
+                urls[role] = reused
                 continue
             if isinstance(item, str):
                 urls[role] = self.hook.rehost_url(item, role=role)
+                done[role] = {"source": item, "size": None, "sha256": None, "asset_url": urls[role]}
             else:
-                urls[role] = self.hook.upload_asset(item.location, item.content_type, role=role)
-            done[role] = {"source": source, "size": size, "asset_url": urls[role]}
+                # hashed while it is uploaded: the digest is of the bytes Jogg got, for one read
+                digesting = DigestingFile(item)
+                urls[role] = self.hook._upload(digesting.media)
+                done[role] = {
+                    "source": item.location,
+                    "size": item.size,
+                    "sha256": digesting.sha256,
+                    "asset_url": urls[role],
+                }
             if store is not None:
+                # if this fails, the try fails before any create: a retry uploads again, bills nothing
                 store.set(INPUTS_STATE_KEY, done)
         return urls
+
+    def _earlier_upload(self, item: str | MediaFile, earlier: dict[str, Any]) -> str | None:
+        """The asset URL of an earlier try's upload of the same content, if there is one."""
+        asset_url = earlier.get("asset_url")
+        source = item if isinstance(item, str) else item.location
+        if not isinstance(asset_url, str) or earlier.get("source") != source:
+            return None
+        if isinstance(item, MediaFile):
+            # a file rewritten in place may keep its size: only its content tells
+            if earlier.get("size") != item.size:
+                return None
+            if not isinstance(earlier.get("sha256"), str):
+                self.log.info("The earlier upload of %s has no content digest; uploading it again", source)
+                return None
+            if sha256_of(item) != earlier["sha256"]:
+                self.log.info(
+                    "%s changed since an earlier try uploaded it (same size, other content); "
+                    "uploading it again",
+                    source,
+                )
+                return None
+        # a re-hosted http(s) URL is taken as the same input while the URL is the same, as when the
+        # URL is given to Jogg directly
+        self.log.info("Reusing the upload of %s from an earlier try: %s", source, asset_url)
+        return asset_url
 
     def _reusable(self, previous: Any, inputs: dict[str, str]) -> str | None:
         """The Jogg task an earlier try created, if a retry should use it instead of creating one."""
