@@ -16,6 +16,7 @@ from airflow_provider_jogg.policy import (
     validate_media_url,
     validate_playback_type,
     validate_task_id,
+    validate_wait_seconds,
 )
 from airflow_provider_jogg.storage import DigestingFile, MediaFile, inspect_file, is_http_url, sha256_of
 
@@ -32,6 +33,7 @@ INPUTS_XCOM_KEY = "jogg_inputs"
 DEFAULT_WAIT_TIMEOUT = 3 * 60 * 60
 
 if TYPE_CHECKING:
+    import datetime
     from collections.abc import Sequence
 
     from airflow.sdk import Context
@@ -81,9 +83,9 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
     :param wait_for_completion: wait for the result in this task (default ``False``: pair the
         operator with a ``LipSyncSensor``)
     :param deferrable: when waiting, wait in the triggerer (default ``True``)
-    :param poke_interval: when waiting, seconds between status polls
-    :param timeout: when waiting, seconds before :class:`JoggWaitTimeoutError` (retryable: a retry
-        reattaches to the same Jogg task)
+    :param poke_interval: when waiting, seconds between status polls (above 0; a ``timedelta`` too)
+    :param timeout: when waiting, seconds before :class:`JoggWaitTimeoutError` (above 0; retryable: a
+        retry reattaches to the same Jogg task)
     :param output_path: when waiting, where to save the result video (templated; path, URI or
         ``ObjectStoragePath``)
     :param cover_output_path: when waiting, where to save the cover image (templated)
@@ -111,8 +113,8 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         upload_public_urls: bool = False,
         wait_for_completion: bool = False,
         deferrable: bool = True,
-        poke_interval: float = 10,
-        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poke_interval: float | datetime.timedelta = 10,
+        timeout: float | datetime.timedelta = DEFAULT_WAIT_TIMEOUT,
         output_path: Any = None,
         cover_output_path: Any = None,
         **kwargs: Any,
@@ -127,8 +129,9 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         self.upload_public_urls = upload_public_urls
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poke_interval = float(poke_interval)
-        self.timeout = float(timeout)
+        # not templated: checked now, so a bad value is a DAG parse error
+        self.poke_interval = validate_wait_seconds(poke_interval, "poke_interval")
+        self.timeout = validate_wait_seconds(timeout, "timeout")
         self.output_path = output_path
         self.cover_output_path = cover_output_path
 
