@@ -52,6 +52,23 @@ def test_deferrable_ignores_airflow_default_deferrable(monkeypatch):
     assert LipSyncSensor(task_id="w", jogg_task_id="t").deferrable is True
 
 
+@pytest.mark.parametrize("name", ["poke_interval", "timeout"])
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, float("nan"), float("inf"), True, datetime.timedelta(0)],
+    ids=["zero", "negative", "nan", "inf", "bool", "zero-timedelta"],
+)
+def test_bad_wait_seconds_are_refused_at_construction(name, value):
+    with pytest.raises(exc.JoggConfigError, match=name) as info:
+        sensor(jogg_task_id="t", **{name: value})
+    assert isinstance(info.value, AirflowFailException)
+
+
+def test_wait_seconds_accept_fractions_and_timedeltas():
+    s = sensor(jogg_task_id="t", poke_interval=datetime.timedelta(seconds=0.5), timeout=0.3)
+    assert (s.poke_interval, s.timeout) == (0.5, 0.3)
+
+
 # --- deferrable ----------------------------------------------------------------------------------------
 def test_defers_with_exact_trigger(jogg_conn):
     task_id = processing_task(jogg_conn)
