@@ -678,13 +678,17 @@ def result_event(result: LipSyncResult) -> dict[str, Any]:
     return {"status": status.value, "task_id": result.task_id, "result": result.to_dict()}
 
 
-def timeout_event(task_id: str, end_time: float) -> dict[str, Any]:
-    return {
-        "status": EventStatus.TIMEOUT.value,
-        "task_id": task_id,
-        "message": f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
-        "(epoch seconds): the wait's timeout passed.",
-    }
+def timeout_event(
+    task_id: str, end_time: float, *, failures: int = 0, cause: exc.JoggError | None = None
+) -> dict[str, Any]:
+    """The event of a wait that reached ``end_time``; one that ended in an outage names its cause."""
+    message = (
+        f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
+        "(epoch seconds): the wait's timeout passed."
+    )
+    if cause is not None and failures:
+        message += f" The last {failures} status polls failed, the latest with: {cause}"
+    return {"status": EventStatus.TIMEOUT.value, "task_id": task_id, "message": message}
 
 
 def error_event(task_id: str, error: exc.JoggError) -> dict[str, Any]:

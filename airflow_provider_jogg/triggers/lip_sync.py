@@ -163,4 +163,4 @@ class LipSyncTrigger(BaseTrigger):
             )
             return result_event(note.result)
         assert self.end_time is not None  # only a wait with an end time times out
-        return timeout_event(task_id, self.end_time)
+        return timeout_event(task_id, self.end_time, failures=note.failures, cause=note.cause)

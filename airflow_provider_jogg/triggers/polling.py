@@ -57,10 +57,11 @@ class Note:
 
     ``kind`` is ``status`` (a new, not final status), ``retry`` (a transient failure, retried after
     ``next_in`` seconds) or ``end``: the task ended (``result``), a fatal
-    ``error`` ended the wait, an unexpected ``crash`` happened, or (none of these) the wait timed out.
+    ``error`` ended the wait, an unexpected ``crash`` happened, or (none of these) the wait timed out,
+    with ``cause`` the error of its latest poll if its last ``failures`` polls failed.
     """
 
-    __slots__ = ("crash", "error", "failures", "kind", "next_in", "result", "status")
+    __slots__ = ("cause", "crash", "error", "failures", "kind", "next_in", "result", "status")
 
     def __init__(
         self,
@@ -72,8 +73,10 @@ class Note:
         crash: BaseException | None = None,
         next_in: float = 0.0,
         failures: int = 0,
+        cause: exc.JoggError | None = None,
     ) -> None:
         self.kind = kind
+        self.cause = cause
         self.status = status
         self.result = result
         self.error = error
@@ -98,6 +101,7 @@ class Wait:
         "failures",
         "future",
         "interval",
+        "last_error",
         "notes",
         "raw_status",
         "task_id",
@@ -110,6 +114,7 @@ class Wait:
         self.deadline = deadline  # the same instant on the loop clock
         self.due = 0.0
         self.failures = 0
+        self.last_error: exc.JoggError | None = None  # of the latest failed poll, while they fail
         self.raw_status: str | None = None
         self.active = True
         self.ended = False  # the one "end" note was told: later answers are ignored
@@ -220,7 +225,8 @@ class PollScheduler:
     def _expire(wait: Wait) -> None:
         wait.expiry = None
         if wait.active:
-            wait.end(Note("end"))  # timed out
+            # timed out; a timeout during an outage names what the polls kept failing with
+            wait.end(Note("end", failures=wait.failures, cause=wait.last_error))
 
     async def unregister(self, wait: Wait) -> None:
         """Stop polling a task (idempotent); the last wait out closes the scheduler down."""
@@ -339,6 +345,7 @@ class PollScheduler:
         if not wait.active or wait.ended:
             return
         wait.failures = 0
+        wait.last_error = None
         if result is not None:
             wait.raw_status = raw
             if result.is_terminal:
@@ -360,6 +367,7 @@ class PollScheduler:
             wait.end(Note("end", error=error))
             return
         wait.failures += 1
+        wait.last_error = error
         retry_after = getattr(error, "retry_after", None)
         delay = backoff_delay(wait.failures, self.config.retry_backoff, retry_after)
         if not isinstance(error, exc.JoggRateLimitError):

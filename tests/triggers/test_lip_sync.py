@@ -319,3 +319,23 @@ async def test_cancellation_propagates_and_releases_the_session(jogg_conn):
     with pytest.raises(asyncio.CancelledError):
         await run
     assert jogg_conn.url not in jogg_hook._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_during_an_outage_names_what_the_polls_met(jogg_conn):
+    task_id = new_task(jogg_conn)
+    jogg_conn.set_task(task_id, "processing")
+    jogg_conn.add_fault(Fault("status", status=503, path=STATUS, times=1000))
+    end_time = time.time() + 0.6
+    trigger = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05, end_time=end_time)
+    (payload,) = await run_trigger(trigger)
+    event = parse_event(payload)
+    assert event.status is EventStatus.TIMEOUT
+    assert "status polls failed" in event.message
+    assert "503" in event.message
+    # a plain timeout (the task just took too long) says nothing of failures
+    jogg_conn.clear_faults()
+    slow = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05, end_time=time.time() + 0.4)
+    (payload,) = await run_trigger(slow)
+    assert payload["status"] == "timeout"
+    assert "failed" not in payload["message"]
