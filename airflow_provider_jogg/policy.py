@@ -355,7 +355,10 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -
     Exponential from ``base``, capped at :data:`MAX_BACKOFF`, never shorter than ``retry_after``;
     jitter only adds (up to :data:`JITTER_FRACTION`), so a ``Retry-After`` is never undercut.
     """
-    delay = min(base * (2 ** max(attempt - 1, 0)), MAX_BACKOFF)
+    # the exponent is capped: an int 2**1024 no longer converts to float (OverflowError), and a wait
+    # can fail for hours in a row; any positive base reaches MAX_BACKOFF long before 2**1023
+    doublings = min(max(attempt - 1, 0), 1023)
+    delay = min(base * 2.0**doublings, MAX_BACKOFF)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay + random.uniform(0, delay * JITTER_FRACTION)

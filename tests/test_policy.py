@@ -207,6 +207,14 @@ def test_backoff_grows_caps_and_never_undercuts_retry_after():
         assert backoff_delay(1, 0.01, retry_after=5.0) >= 5.0
 
 
+@pytest.mark.parametrize("base", [0.0, 0.01, 1.0, 1e300], ids=["zero", "tiny", "one", "huge"])
+def test_backoff_after_thousands_of_failures_stays_capped(base):
+    # a wait that fails every poll for hours (1,025 polls is under 3 h at 10 s) must not overflow
+    cap = MAX_BACKOFF if base > 0 else 0.0
+    for attempt in (1024, 1025, 1026, 10**6):
+        assert cap <= backoff_delay(attempt, base) <= cap * (1 + JITTER_FRACTION)
+
+
 def test_which_failures_are_retried():
     rate = exc.JoggRateLimitError("r", retry_after=1)
     refused = exc.JoggConnectionError("c", request_sent=False)

@@ -135,6 +135,19 @@ async def test_transient_errors_are_retried_to_one_success_event(jogg_conn, faul
 
 
 @pytest.mark.asyncio
+async def test_a_poll_failing_for_hours_does_not_overflow_the_backoff(fake_jogg, set_conn):
+    # 1,025 failed polls in a row is under 3 h of outage at the default 10 s interval
+    set_conn("jogg_outage", fake_jogg.url, retry_backoff=0)
+    task_id = new_task(fake_jogg)
+    fake_jogg.add_fault(Fault("status", status=503, path=STATUS, times=1030))
+    (payload,) = await run_trigger(
+        LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_outage", poll_interval=0.001)
+    )
+    assert payload["status"] == "success"
+    assert fake_jogg.count_status(503) == 1030
+
+
+@pytest.mark.asyncio
 async def test_slow_answer_beyond_timeout_is_retried(fake_jogg, set_conn):
     set_conn("jogg_slow", fake_jogg.url, timeout=0.2)
     task_id = new_task(fake_jogg)
