@@ -123,6 +123,15 @@ class JoggConnectionError(JoggTransientError):
         return {**super()._fields(), "request_sent": self.request_sent}
 
 
+class JoggNotProcessedError(JoggTransientError):
+    """
+    HTTP 408 (Request Timeout) or 425 (Too Early): the server says it did not process the request.
+
+    Unlike a 5xx this proves that nothing happened (RFC 9110 section 15.5.9, RFC 8470 section 5.2), so
+    even the create call may be sent again.
+    """
+
+
 class JoggMalformedResponseError(JoggTransientError):
     """The body was not JSON (truncated, HTML from a gateway, plain text)."""
 
@@ -215,6 +224,7 @@ __all__ = [
     "JoggInsufficientCreditError",
     "JoggLipSyncFailedError",
     "JoggMalformedResponseError",
+    "JoggNotProcessedError",
     "JoggParameterError",
     "JoggPermissionError",
     "JoggRateLimitError",

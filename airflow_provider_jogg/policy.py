@@ -198,6 +198,11 @@ _CODE_ERRORS: dict[int, tuple[type[exc.JoggAPIError], str]] = {
 }
 
 
+#: HTTP statuses by which the server says it did not process the request (RFC 9110 section 15.5.9,
+#: RFC 8470 section 5.2): retried like a 429, the create call included
+NOT_PROCESSED_STATUSES: dict[int, str] = {408: "Request Timeout", 425: "Too Early"}
+
+
 def body_snippet(body: bytes) -> str:
     """A short, printable quote of a body for error messages."""
     return body[:SNIPPET_CHARS].decode("utf-8", errors="replace")
@@ -221,13 +226,20 @@ def parse_envelope(
     :param task_id: the task id asked about, named in a "not found" error
     :raises JoggAPIError: a subclass that says what went wrong
     """
-    # 1. HTTP status first: gateways answer 429/5xx with HTML or nothing at all
+    # 1. HTTP status first: gateways answer 429/408/425/5xx with HTML or nothing at all
     if http_status == 429:
         wait = parse_retry_after(retry_after)
         raise exc.JoggRateLimitError(
             f"Jogg rate limit hit on {what}"
             + (f"; retry after {wait:g} s" if wait is not None else "; no Retry-After given"),
             retry_after=wait,
+            http_status=http_status,
+            **_envelope_fields(body),
+        )
+    if http_status in NOT_PROCESSED_STATUSES:
+        raise exc.JoggNotProcessedError(
+            f"Jogg did not process the {what} (HTTP {http_status} {NOT_PROCESSED_STATUSES[http_status]}); "
+            "it may be sent again",
             http_status=http_status,
             **_envelope_fields(body),
         )
@@ -340,10 +352,11 @@ def is_create_retryable(error: BaseException) -> bool:
     """
     Whether the create call may be sent again after ``error``.
 
-    Only two failures prove that nothing was created: an HTTP 429, and a connection that was never
-    established. Everything else may have created (and billed) a task.
+    Only what proves that nothing was created: an HTTP 429, an HTTP 408 or 425 (the server says it
+    did not process the request), and a connection that was never established. Everything else may
+    have created (and billed) a task.
     """
-    if isinstance(error, exc.JoggRateLimitError):
+    if isinstance(error, (exc.JoggRateLimitError, exc.JoggNotProcessedError)):
         return True
     return isinstance(error, exc.JoggConnectionError) and not error.request_sent
 

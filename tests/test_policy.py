@@ -129,6 +129,24 @@ def test_wrong_shape_is_a_response_error(body):
         parse_envelope(200, body)
 
 
+@pytest.mark.parametrize("status", [408, 425])
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>Request Timeout</html>", b"", envelope(408, msg="Request Timeout"), envelope(0, data={"x": 1})],
+    ids=["html", "empty", "error-envelope", "success-envelope"],
+)
+def test_408_and_425_say_the_request_was_not_processed(status, body):
+    # HTTP status first: whatever the body, the server says it did not process the request
+    with pytest.raises(exc.JoggNotProcessedError) as info:
+        parse_envelope(status, body, what="create lip-sync task")
+    error = info.value
+    assert error.http_status == status
+    assert error.transient
+    assert is_retryable(error)
+    assert is_create_retryable(error)  # nothing was created: the create may be sent again
+    assert "did not process the create lip-sync task" in str(error)
+
+
 def test_4xx_without_envelope_is_not_transient():
     with pytest.raises(exc.JoggAPIError) as info:
         parse_envelope(403, b"<html>Forbidden</html>")
@@ -221,14 +239,16 @@ def test_which_failures_are_retried():
     reset = exc.JoggConnectionError("c", request_sent=True)
     server = exc.JoggServerError("s", http_status=503)
     garbled = exc.JoggMalformedResponseError("m")
+    not_processed = exc.JoggNotProcessedError("n", http_status=408)
     auth = exc.JoggAuthError("a", code=10105)
-    for error in (rate, refused, reset, server, garbled):
+    for error in (rate, refused, reset, server, garbled, not_processed):
         assert is_retryable(error)
     assert not is_retryable(auth)
     assert not is_retryable(ValueError())
     # create: only what proves nothing was created
     assert is_create_retryable(rate)
     assert is_create_retryable(refused)
+    assert is_create_retryable(not_processed)
     for error in (reset, server, garbled, auth):
         assert not is_create_retryable(error)
 

@@ -268,8 +268,8 @@ class JoggHook(BaseHook):
         Create a lip-sync task and return its Jogg task id. Bills credits.
 
         .. note::
-            Sent again only when nothing can have been created (HTTP 429, or the connection was never
-            established). Any failure after the request was sent raises
+            Sent again only when nothing can have been created (HTTP 429, 408 or 425, or the
+            connection was never established). Any failure after the request was sent raises
             :class:`JoggCreateUncertainError`: Jogg has no idempotency key, so a second request could
             create and bill a second task.
 

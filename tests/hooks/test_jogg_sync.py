@@ -249,6 +249,19 @@ def test_create_429_every_time_gives_up_after_max_retries(jogg_conn):
     assert_no_secret(info.value)
 
 
+@pytest.mark.parametrize(
+    "fault", [Fault("status", status=408), Fault("html", status=425)], ids=["408", "425-html"]
+)
+def test_create_not_processed_is_sent_again_and_creates_one_task(jogg_conn, fault):
+    # 408 and 425 say the server did not process the request: sending it again cannot duplicate a task
+    fault.path = CREATE
+    jogg_conn.add_fault(fault)
+    task_id = JoggHook().create_lip_sync_video(VIDEO, AUDIO)
+    assert list(jogg_conn.tasks) == [task_id]
+    assert jogg_conn.create_count == 2
+    assert [r.status for r in jogg_conn.requests] == [fault.status, 200]
+
+
 def test_create_connection_refused_is_retried_then_not_uncertain(set_conn, monkeypatch):
     set_conn("jogg_closed", f"http://127.0.0.1:{closed_port()}")
     hook = JoggHook("jogg_closed")
@@ -445,6 +458,8 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
     pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
     pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
 ]
 
 

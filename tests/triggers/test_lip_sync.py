@@ -112,6 +112,8 @@ async def test_end_time_already_passed_sends_no_request(jogg_conn):
         Fault("close"),
         Fault("reset"),
         Fault("status", status=429),
+        Fault("status", status=408),
+        Fault("html", status=425),
     ],
     ids=[
         "500",
@@ -123,6 +125,8 @@ async def test_end_time_already_passed_sends_no_request(jogg_conn):
         "closed",
         "reset",
         "429-no-retry-after",
+        "408",
+        "425-html",
     ],
 )
 async def test_transient_errors_are_retried_to_one_success_event(jogg_conn, fault):
