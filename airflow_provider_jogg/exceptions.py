@@ -133,7 +133,11 @@ class JoggNotProcessedError(JoggTransientError):
 
 
 class JoggMalformedResponseError(JoggTransientError):
-    """The body was not JSON (truncated, HTML from a gateway, plain text)."""
+    """
+    An answer that cannot be used as it is, where another attempt may get a good one: a body that is
+    not JSON (truncated, HTML from a gateway, plain text), or a status answer about another task than
+    the one asked for (a caching proxy mixing answers up).
+    """
 
 
 class JoggFatalAPIError(JoggAPIError, JoggFatalError):

@@ -139,7 +139,10 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
     """
     Turn the ``data`` of a status answer into a :class:`LipSyncResult`.
 
-    A missing or non-string ``status`` is an error, never read as success.
+    A missing or non-string ``status`` is an error, never read as success. An answer about another
+    task than ``task_id`` is a :class:`JoggMalformedResponseError`, which is transient: Jogg answers
+    for the task it is asked about, so a different id means something in between (a caching proxy)
+    mixed answers up, and asking again may get the right one; it is never taken as this task's result.
     """
     if not isinstance(data, dict):
         raise exc.JoggResponseError(
@@ -150,11 +153,20 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
         raise exc.JoggResponseError(
             f"Jogg's answer for task {task_id} has no 'status'", body_snippet=_short(data)
         )
+    returned_id = data.get("task_id")
+    # ids are compared ignoring case: the same UUID in upper case is still this task
+    if returned_id not in (None, "") and (
+        not isinstance(returned_id, str) or returned_id.strip().lower() != task_id.strip().lower()
+    ):
+        raise exc.JoggMalformedResponseError(
+            f"Jogg's answer for task {task_id} is about another task ({_short(returned_id)!r}); "
+            "not using it (a caching proxy between here and Jogg may have mixed answers up)",
+            body_snippet=_short(data),
+        )
     output: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
     error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
-    returned_id = data.get("task_id")
     return LipSyncResult(
-        task_id=returned_id if isinstance(returned_id, str) and returned_id else task_id,
+        task_id=task_id,
         status=status.strip().lower(),
         result_url=_opt_str(output.get("result_url")),
         cover_url=_opt_str(output.get("cover_url")),

@@ -187,6 +187,23 @@ def test_failed_result_keeps_error_message():
     assert result.error_message == "audio fetch failed"
 
 
+@pytest.mark.parametrize("returned", ["another-task", "T-1X", 12, ["t-1"]])
+def test_an_answer_about_another_task_is_never_this_tasks_result(returned):
+    # a caching proxy's mix-up: transient, so a wait asks again instead of ending with the wrong result
+    data = {"task_id": returned, "status": "success", "data": {"result_url": "https://x/other.mp4"}}
+    with pytest.raises(exc.JoggMalformedResponseError) as info:
+        parse_lip_sync_result(data, "t-1")
+    assert info.value.transient
+    assert "t-1" in str(info.value)
+    assert "another task" in str(info.value)
+
+
+@pytest.mark.parametrize("returned", ["t-1", "T-1", None, ""], ids=["same", "other-case", "none", "empty"])
+def test_an_answer_about_this_task_keeps_the_id_asked_for(returned):
+    result = parse_lip_sync_result({"task_id": returned, "status": "processing"}, "t-1")
+    assert result.task_id == "t-1"
+
+
 @pytest.mark.parametrize("data", [{"task_id": "t"}, {"status": ""}, {"status": 3}, None, []])
 def test_missing_status_is_never_success(data):
     with pytest.raises(exc.JoggResponseError):

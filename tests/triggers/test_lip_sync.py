@@ -152,6 +152,20 @@ async def test_a_poll_failing_for_hours_does_not_overflow_the_backoff(fake_jogg,
 
 
 @pytest.mark.asyncio
+async def test_an_answer_about_another_task_is_polled_again(jogg_conn):
+    # a caching proxy answers with another task's (finished) result: not this task's result
+    task_id = new_task(jogg_conn)
+    other = '{"code": 0, "msg": "ok", "data": {"task_id": "someone-else", "status": "success"}}'
+    jogg_conn.add_fault(Fault("envelope", path=STATUS, body=other, times=2))
+    (payload,) = await run_trigger(LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.02))
+    event = parse_event(payload)
+    assert event.status is EventStatus.SUCCESS
+    assert event.result.task_id == task_id
+    assert event.result.result_url.endswith(f"/files/{task_id}/result.mp4")
+    assert jogg_conn.count(path=STATUS) >= 3  # both mixed-up answers, then the real one
+
+
+@pytest.mark.asyncio
 async def test_slow_answer_beyond_timeout_is_retried(fake_jogg, set_conn):
     set_conn("jogg_slow", fake_jogg.url, timeout=0.2)
     task_id = new_task(fake_jogg)
