@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from airflow_provider_jogg import exceptions as exc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_CONN_ID = "jogg_default"
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -403,20 +403,29 @@ class AccountThrottle:
     ``max(P, N / R)`` seconds and none starves. A 429 closes the account until its ``Retry-After``
     has passed, for every caller at once.
 
+    All times are on the monotonic clock (``clock``), never the wall clock: a wall clock stepped
+    back (NTP, a VM resumed) would otherwise hold every request for as long as it was stepped, and
+    one stepped forward would undercut a ``Retry-After``. Callers ask for the wait with
+    :meth:`reserve` and :meth:`remaining` and pass no time of their own, so clocks cannot be mixed.
+
     :param rate: requests per second; 0 or less disables the limit
+    :param clock: seconds on a monotonic clock (``time.monotonic``; a fake one in tests)
     """
 
-    __slots__ = ("_lock", "_next_slot", "open_at", "rate")
+    __slots__ = ("_clock", "_lock", "_next_slot", "open_at", "rate")
 
-    def __init__(self, rate: float = 0.0) -> None:
+    def __init__(self, rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.open_at = 0.0
-        self._next_slot = 0.0
+        #: when (on ``clock``) the account opens again after a 429
+        self.open_at = -math.inf
+        self._next_slot = -math.inf
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def reserve(self, now: float) -> float:
+    def reserve(self) -> float:
         """Reserve the next send time; returns the seconds to wait before sending (0 to send now)."""
         with self._lock:
+            now = self._clock()
             slot = max(now, self.open_at)
             if self.rate > 0:
                 period = 1.0 / self.rate
@@ -428,11 +437,20 @@ class AccountThrottle:
     def close_for(self, seconds: float) -> None:
         """Nobody on this account sends anything for ``seconds`` (a 429's ``Retry-After``)."""
         with self._lock:
-            self.open_at = max(self.open_at, time.time() + seconds)
+            self.open_at = max(self.open_at, self._clock() + seconds)
 
     def remaining(self) -> float:
         """Seconds until the account is open again after a 429 (0 when open)."""
-        return max(self.open_at - time.time(), 0.0)
+        return max(self.open_at - self._clock(), 0.0)
+
+    def limit(self, rate: float) -> None:
+        """
+        Apply one connection's rate: the lowest real limit wins (0 or less, "no limit", never
+        replaces a real one), so a connection that allows more cannot lift another's limit.
+        """
+        with self._lock:
+            if rate > 0 and (self.rate <= 0 or rate < self.rate):
+                self.rate = rate
 
 
 _THROTTLES: dict[tuple[str, str], AccountThrottle] = {}
@@ -440,12 +458,18 @@ _THROTTLES_LOCK = threading.Lock()
 
 
 def throttle_for(base_url: str, key_id: str, rate: float) -> AccountThrottle:
-    """The process-wide throttle for one account (``key_id`` is a fingerprint, never the key)."""
+    """
+    The process-wide throttle for one account (``key_id`` is a fingerprint, never the key).
+
+    Every connection to the same account shares it, at the lowest rate any of them has set in this
+    process (see :meth:`AccountThrottle.limit`): a limit configured for the account holds however
+    many connections use it. Raising a connection's limit takes effect when the process restarts.
+    """
     throttle = _THROTTLES.get((base_url, key_id))
     if throttle is None:
         with _THROTTLES_LOCK:
             throttle = _THROTTLES.setdefault((base_url, key_id), AccountThrottle(rate))
-    throttle.rate = rate  # the latest configuration wins
+    throttle.limit(rate)
     return throttle
 
 

@@ -220,12 +220,12 @@ class JoggHook(BaseHook):
         config = self.config
         throttle = config.throttle()
         while True:  # wait for our slot under the rate limit, and past any Retry-After
-            wait = throttle.reserve(time.time())
+            wait = throttle.reserve()
             if wait > 0:
                 if wait >= 1:
                     self.log.info("Waiting %.1f s (Jogg rate limit) before the %s", wait, what)
                 time.sleep(wait)
-            if throttle.open_at <= time.time():
+            if throttle.remaining() <= 0:
                 break
         try:
             resp = self.get_conn().request(
