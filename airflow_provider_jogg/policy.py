@@ -8,6 +8,7 @@ HTTP library, so the sync path (``requests``) and the async path (``aiohttp``) s
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import hashlib
@@ -678,6 +679,21 @@ def validate_task_id(value: Any) -> str:
     if any(c in value for c in "/?#%") or any(c.isspace() for c in value):
         raise exc.JoggConfigError(f"jogg_task_id {value!r} is not a valid Jogg task id.")
     return value
+
+
+def validate_wait_seconds(value: Any, name: str) -> float:
+    """
+    ``poke_interval`` or ``timeout`` of a wait, in seconds: a number or a ``timedelta``, above zero
+    and finite. Checked when the operator or sensor is built, so a bad value is a DAG parse error:
+    zero or less would poll in a tight loop (or time out at once), NaN compares false with every
+    deadline, and infinity never polls again.
+    """
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise exc.JoggConfigError(f"{name} must be a number of seconds or a timedelta, got {value!r}.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise exc.JoggConfigError(f"{name} must be a finite number of seconds above 0, got {value!r}.")
+    return float(seconds)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -116,17 +116,23 @@ class LipSyncTrigger(BaseTrigger):
         again with backoff until ``end_time``; a connection that is invalid, or still not found after
         :data:`CONNECTION_NOT_FOUND_GRACE` seconds, ends the wait with an ``error`` event.
 
-        The trigger holds no timer of its own: every wait on one account in one event loop is polled
+        The trigger holds no polling timer of its own: every wait on one account in one event loop is polled
         by that account's :class:`~airflow_provider_jogg.triggers.polling.PollScheduler`, which sends
         due polls together on a 50 ms grid over the loop's one shared session, and wakes the trigger
         only to log a new status or a retried failure, and to end the wait. The first poll comes
-        after ``poll_interval`` x U(0.5, 1.5), the next ones ``poll_interval`` x U(0.99, 1.01) apart.
+        after ``poll_interval`` x U(0.5, 1.5) (and not before ``not_before``), the next ones
+        ``poll_interval`` x U(0.99, 1.01) apart. ``end_time`` is kept by a timer of its own, so a
+        ``Retry-After`` pause or a slow answer never delays the timeout event.
 
     :param jogg_task_id: the Jogg task id
     :param jogg_conn_id: the Airflow connection id
     :param poll_interval: seconds between two polls (fractions allowed)
     :param end_time: wall-clock epoch seconds after which the trigger fires a ``timeout`` event;
         wall clock on purpose, because a trigger resumes in another process after a restart
+    :param not_before: wall-clock epoch seconds before which the trigger neither polls nor fires any
+        event (``None``: no such floor). The operators set it to the deferral time plus
+        ``[jogg] min_deferral_seconds`` or a ``Retry-After``, whichever is later: Airflow fails a task
+        whose trigger fires before the scheduler has processed the deferral (apache/airflow#67287).
     """
 
     def __init__(
@@ -135,12 +141,14 @@ class LipSyncTrigger(BaseTrigger):
         jogg_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         end_time: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.jogg_task_id = jogg_task_id
         self.jogg_conn_id = jogg_conn_id
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
+        self.not_before = None if not_before is None else float(not_before)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # a persistent schema: later versions may only add keyword arguments with defaults
@@ -151,11 +159,17 @@ class LipSyncTrigger(BaseTrigger):
                 "jogg_conn_id": self.jogg_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
+        if self.not_before is not None:
+            # whatever ended the wait (even a bad connection), no event before the floor
+            delay = self.not_before - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -179,7 +193,7 @@ class LipSyncTrigger(BaseTrigger):
             return timeout_event(task_id, self.end_time)
         # this trigger's task sleeps until the account's scheduler has news: no timer, no wake-up per poll
         scheduler = PollScheduler.for_config(config)
-        wait = await scheduler.register(task_id, self.poll_interval, self.end_time)
+        wait = await scheduler.register(task_id, self.poll_interval, self.end_time, self.not_before)
         started = time.time()
         try:
             while True:
