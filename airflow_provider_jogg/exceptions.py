@@ -123,8 +123,21 @@ class JoggConnectionError(JoggTransientError):
         return {**super()._fields(), "request_sent": self.request_sent}
 
 
+class JoggNotProcessedError(JoggTransientError):
+    """
+    HTTP 408 (Request Timeout) or 425 (Too Early): the server says it did not process the request.
+
+    Unlike a 5xx this proves that nothing happened (RFC 9110 section 15.5.9, RFC 8470 section 5.2), so
+    even the create call may be sent again.
+    """
+
+
 class JoggMalformedResponseError(JoggTransientError):
-    """The body was not JSON (truncated, HTML from a gateway, plain text)."""
+    """
+    An answer that cannot be used as it is, where another attempt may get a good one: a body that is
+    not JSON (truncated, HTML from a gateway, plain text), or a status answer about another task than
+    the one asked for (a caching proxy mixing answers up).
+    """
 
 
 class JoggFatalAPIError(JoggAPIError, JoggFatalError):
@@ -218,6 +231,7 @@ __all__ = [
     "JoggInsufficientCreditError",
     "JoggLipSyncFailedError",
     "JoggMalformedResponseError",
+    "JoggNotProcessedError",
     "JoggParameterError",
     "JoggPermissionError",
     "JoggRateLimitError",
