@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 
@@ -560,7 +559,9 @@ def test_a_stepped_wall_clock_neither_stalls_requests_nor_undercuts_the_limits(
     # by the server's clock: Retry-After and the rate hold (a clock stepped forward must not undercut
     # them) and nothing waited for the hour the clock moved (stepped back: the sleep refuses it)
     assert reopened.time - limited.time >= 1.0
-    assert next_one.time - reopened.time >= 0.45
+    # measured from the 429 (a late arrival of `reopened` on a loaded machine must not shrink it):
+    # Retry-After, then one 2 req/s slot
+    assert next_one.time - limited.time >= 1.45
     assert max(clock.sleeps) < 1.5
 
 
@@ -575,7 +576,9 @@ def test_the_lowest_rate_set_for_an_account_holds_for_every_connection_to_it(fak
         JoggHook(conn_id).whoami()
     times = times_of(fake_jogg, WHOAMI)
     assert len(times) == 4
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.45  # 2 per second, not 100
+    # 2 per second, not 100: three slots of 0.5 s (at 100 req/s the span would be 0.03 s); the span,
+    # not each gap, so that one request arriving late on a loaded machine does not fail the test
+    assert times[-1] - times[0] >= 1.2
 
 
 # --------------------------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ async def test_slow_answer_beyond_timeout_is_retried(fake_jogg, set_conn):
 
 
 @pytest.mark.asyncio
-async def test_no_poll_and_no_event_before_not_before(jogg_conn):
+async def test_no_poll_and_no_event_before_not_before(jogg_conn, set_conn):
     """The floor holds for a finished task and for an error alike: nothing happens before it."""
     task_id = new_task(jogg_conn)
     jogg_conn.set_task(task_id, "success")
@@ -209,11 +209,13 @@ async def test_no_poll_and_no_event_before_not_before(jogg_conn):
     polls = [r for r in jogg_conn.requests if r.path.startswith(STATUS)]
     assert polls, "the trigger never polled"
     assert all(r.time >= not_before for r in polls), [r.time - not_before for r in polls]
-    # an error that needs no request (no such connection) is not reported early either
-    missing = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_nowhere", not_before=time.time() + 0.5)
-    (error,) = await run_trigger(missing)
+    # an error that needs no request (a connection without a key) is not reported early either
+    set_conn("jogg_nokey", jogg_conn.url, key=None)
+    broken = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_nokey", not_before=time.time() + 0.5)
+    (error,) = await run_trigger(broken)
     assert error["status"] == "error"
-    assert time.time() >= missing.not_before
+    assert "no API key" in error["message"]
+    assert time.time() >= broken.not_before
 
 
 @pytest.mark.asyncio
