@@ -123,8 +123,21 @@ class JoggConnectionError(JoggTransientError):
         return {**super()._fields(), "request_sent": self.request_sent}
 
 
+class JoggNotProcessedError(JoggTransientError):
+    """
+    HTTP 408 (Request Timeout) or 425 (Too Early): the server says it did not process the request.
+
+    Unlike a 5xx this proves that nothing happened (RFC 9110 section 15.5.9, RFC 8470 section 5.2), so
+    even the create call may be sent again.
+    """
+
+
 class JoggMalformedResponseError(JoggTransientError):
-    """The body was not JSON (truncated, HTML from a gateway, plain text)."""
+    """
+    An answer that cannot be used as it is, where another attempt may get a good one: a body that is
+    not JSON (truncated, HTML from a gateway, plain text), or a status answer about another task than
+    the one asked for (a caching proxy mixing answers up).
+    """
 
 
 class JoggFatalAPIError(JoggAPIError, JoggFatalError):
@@ -157,13 +170,16 @@ class JoggTaskNotFoundError(JoggFatalAPIError):
 
 class JoggCreateUncertainError(JoggFatalError):
     """
-    The create call failed after the request was sent: a Jogg task may exist (and be billed).
+    The create call failed after the request was sent: a Jogg task may exist (and be billed). Also
+    raised when a task was created but its id could not be saved for a retry to reattach to.
 
     Not retried, by Airflow or by the provider: Jogg has no idempotency key, so sending the request
     again could create and bill a second task.
+
+    :param cause: the error behind it: Jogg's, or the task state store's
     """
 
-    def __init__(self, message: str, cause: JoggAPIError) -> None:
+    def __init__(self, message: str, cause: Exception) -> None:
         self.cause = cause
         super().__init__(message)
 
@@ -215,6 +231,7 @@ __all__ = [
     "JoggInsufficientCreditError",
     "JoggLipSyncFailedError",
     "JoggMalformedResponseError",
+    "JoggNotProcessedError",
     "JoggParameterError",
     "JoggPermissionError",
     "JoggRateLimitError",

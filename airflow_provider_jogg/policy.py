@@ -8,6 +8,7 @@ HTTP library, so the sync path (``requests``) and the async path (``aiohttp``) s
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import hashlib
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 from airflow_provider_jogg import exceptions as exc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_CONN_ID = "jogg_default"
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -139,7 +140,10 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
     """
     Turn the ``data`` of a status answer into a :class:`LipSyncResult`.
 
-    A missing or non-string ``status`` is an error, never read as success.
+    A missing or non-string ``status`` is an error, never read as success. An answer about another
+    task than ``task_id`` is a :class:`JoggMalformedResponseError`, which is transient: Jogg answers
+    for the task it is asked about, so a different id means something in between (a caching proxy)
+    mixed answers up, and asking again may get the right one; it is never taken as this task's result.
     """
     if not isinstance(data, dict):
         raise exc.JoggResponseError(
@@ -150,11 +154,20 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
         raise exc.JoggResponseError(
             f"Jogg's answer for task {task_id} has no 'status'", body_snippet=_short(data)
         )
+    returned_id = data.get("task_id")
+    # ids are compared ignoring case: the same UUID in upper case is still this task
+    if returned_id not in (None, "") and (
+        not isinstance(returned_id, str) or returned_id.strip().lower() != task_id.strip().lower()
+    ):
+        raise exc.JoggMalformedResponseError(
+            f"Jogg's answer for task {task_id} is about another task ({_short(returned_id)!r}); "
+            "not using it (a caching proxy between here and Jogg may have mixed answers up)",
+            body_snippet=_short(data),
+        )
     output: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
     error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
-    returned_id = data.get("task_id")
     return LipSyncResult(
-        task_id=returned_id if isinstance(returned_id, str) and returned_id else task_id,
+        task_id=task_id,
         status=status.strip().lower(),
         result_url=_opt_str(output.get("result_url")),
         cover_url=_opt_str(output.get("cover_url")),
@@ -198,6 +211,11 @@ _CODE_ERRORS: dict[int, tuple[type[exc.JoggAPIError], str]] = {
 }
 
 
+#: HTTP statuses by which the server says it did not process the request (RFC 9110 section 15.5.9,
+#: RFC 8470 section 5.2): retried like a 429, the create call included
+NOT_PROCESSED_STATUSES: dict[int, str] = {408: "Request Timeout", 425: "Too Early"}
+
+
 def body_snippet(body: bytes) -> str:
     """A short, printable quote of a body for error messages."""
     return body[:SNIPPET_CHARS].decode("utf-8", errors="replace")
@@ -221,13 +239,20 @@ def parse_envelope(
     :param task_id: the task id asked about, named in a "not found" error
     :raises JoggAPIError: a subclass that says what went wrong
     """
-    # 1. HTTP status first: gateways answer 429/5xx with HTML or nothing at all
+    # 1. HTTP status first: gateways answer 429/408/425/5xx with HTML or nothing at all
     if http_status == 429:
         wait = parse_retry_after(retry_after)
         raise exc.JoggRateLimitError(
             f"Jogg rate limit hit on {what}"
             + (f"; retry after {wait:g} s" if wait is not None else "; no Retry-After given"),
             retry_after=wait,
+            http_status=http_status,
+            **_envelope_fields(body),
+        )
+    if http_status in NOT_PROCESSED_STATUSES:
+        raise exc.JoggNotProcessedError(
+            f"Jogg did not process the {what} (HTTP {http_status} {NOT_PROCESSED_STATUSES[http_status]}); "
+            "it may be sent again",
             http_status=http_status,
             **_envelope_fields(body),
         )
@@ -340,10 +365,11 @@ def is_create_retryable(error: BaseException) -> bool:
     """
     Whether the create call may be sent again after ``error``.
 
-    Only two failures prove that nothing was created: an HTTP 429, and a connection that was never
-    established. Everything else may have created (and billed) a task.
+    Only what proves that nothing was created: an HTTP 429, an HTTP 408 or 425 (the server says it
+    did not process the request), and a connection that was never established. Everything else may
+    have created (and billed) a task.
     """
-    if isinstance(error, exc.JoggRateLimitError):
+    if isinstance(error, (exc.JoggRateLimitError, exc.JoggNotProcessedError)):
         return True
     return isinstance(error, exc.JoggConnectionError) and not error.request_sent
 
@@ -355,7 +381,10 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -
     Exponential from ``base``, capped at :data:`MAX_BACKOFF`, never shorter than ``retry_after``;
     jitter only adds (up to :data:`JITTER_FRACTION`), so a ``Retry-After`` is never undercut.
     """
-    delay = min(base * (2 ** max(attempt - 1, 0)), MAX_BACKOFF)
+    # the exponent is capped: an int 2**1024 no longer converts to float (OverflowError), and a wait
+    # can fail for hours in a row; any positive base reaches MAX_BACKOFF long before 2**1023
+    doublings = min(max(attempt - 1, 0), 1023)
+    delay = min(base * 2.0**doublings, MAX_BACKOFF)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay + random.uniform(0, delay * JITTER_FRACTION)
@@ -375,20 +404,29 @@ class AccountThrottle:
     ``max(P, N / R)`` seconds and none starves. A 429 closes the account until its ``Retry-After``
     has passed, for every caller at once.
 
+    All times are on the monotonic clock (``clock``), never the wall clock: a wall clock stepped
+    back (NTP, a VM resumed) would otherwise hold every request for as long as it was stepped, and
+    one stepped forward would undercut a ``Retry-After``. Callers ask for the wait with
+    :meth:`reserve` and :meth:`remaining` and pass no time of their own, so clocks cannot be mixed.
+
     :param rate: requests per second; 0 or less disables the limit
+    :param clock: seconds on a monotonic clock (``time.monotonic``; a fake one in tests)
     """
 
-    __slots__ = ("_lock", "_next_slot", "open_at", "rate")
+    __slots__ = ("_clock", "_lock", "_next_slot", "open_at", "rate")
 
-    def __init__(self, rate: float = 0.0) -> None:
+    def __init__(self, rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.open_at = 0.0
-        self._next_slot = 0.0
+        #: when (on ``clock``) the account opens again after a 429
+        self.open_at = -math.inf
+        self._next_slot = -math.inf
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def reserve(self, now: float) -> float:
+    def reserve(self) -> float:
         """Reserve the next send time; returns the seconds to wait before sending (0 to send now)."""
         with self._lock:
+            now = self._clock()
             slot = max(now, self.open_at)
             if self.rate > 0:
                 period = 1.0 / self.rate
@@ -400,11 +438,20 @@ class AccountThrottle:
     def close_for(self, seconds: float) -> None:
         """Nobody on this account sends anything for ``seconds`` (a 429's ``Retry-After``)."""
         with self._lock:
-            self.open_at = max(self.open_at, time.time() + seconds)
+            self.open_at = max(self.open_at, self._clock() + seconds)
 
     def remaining(self) -> float:
         """Seconds until the account is open again after a 429 (0 when open)."""
-        return max(self.open_at - time.time(), 0.0)
+        return max(self.open_at - self._clock(), 0.0)
+
+    def limit(self, rate: float) -> None:
+        """
+        Apply one connection's rate: the lowest real limit wins (0 or less, "no limit", never
+        replaces a real one), so a connection that allows more cannot lift another's limit.
+        """
+        with self._lock:
+            if rate > 0 and (self.rate <= 0 or rate < self.rate):
+                self.rate = rate
 
 
 _THROTTLES: dict[tuple[str, str], AccountThrottle] = {}
@@ -412,12 +459,18 @@ _THROTTLES_LOCK = threading.Lock()
 
 
 def throttle_for(base_url: str, key_id: str, rate: float) -> AccountThrottle:
-    """The process-wide throttle for one account (``key_id`` is a fingerprint, never the key)."""
+    """
+    The process-wide throttle for one account (``key_id`` is a fingerprint, never the key).
+
+    Every connection to the same account shares it, at the lowest rate any of them has set in this
+    process (see :meth:`AccountThrottle.limit`): a limit configured for the account holds however
+    many connections use it. Raising a connection's limit takes effect when the process restarts.
+    """
     throttle = _THROTTLES.get((base_url, key_id))
     if throttle is None:
         with _THROTTLES_LOCK:
             throttle = _THROTTLES.setdefault((base_url, key_id), AccountThrottle(rate))
-    throttle.rate = rate  # the latest configuration wins
+    throttle.limit(rate)
     return throttle
 
 
@@ -628,6 +681,21 @@ def validate_task_id(value: Any) -> str:
     return value
 
 
+def validate_wait_seconds(value: Any, name: str) -> float:
+    """
+    ``poke_interval`` or ``timeout`` of a wait, in seconds: a number or a ``timedelta``, above zero
+    and finite. Checked when the operator or sensor is built, so a bad value is a DAG parse error:
+    zero or less would poll in a tight loop (or time out at once), NaN compares false with every
+    deadline, and infinity never polls again.
+    """
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise exc.JoggConfigError(f"{name} must be a number of seconds or a timedelta, got {value!r}.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise exc.JoggConfigError(f"{name} must be a finite number of seconds above 0, got {value!r}.")
+    return float(seconds)
+
+
 # --------------------------------------------------------------------------------------------------
 # The trigger event: one deterministic shape
 # --------------------------------------------------------------------------------------------------
@@ -662,13 +730,17 @@ def result_event(result: LipSyncResult) -> dict[str, Any]:
     return {"status": status.value, "task_id": result.task_id, "result": result.to_dict()}
 
 
-def timeout_event(task_id: str, end_time: float) -> dict[str, Any]:
-    return {
-        "status": EventStatus.TIMEOUT.value,
-        "task_id": task_id,
-        "message": f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
-        "(epoch seconds): the wait's timeout passed.",
-    }
+def timeout_event(
+    task_id: str, end_time: float, *, failures: int = 0, cause: exc.JoggError | None = None
+) -> dict[str, Any]:
+    """The event of a wait that reached ``end_time``; one that ended in an outage names its cause."""
+    message = (
+        f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
+        "(epoch seconds): the wait's timeout passed."
+    )
+    if cause is not None and failures:
+        message += f" The last {failures} status polls failed, the latest with: {cause}"
+    return {"status": EventStatus.TIMEOUT.value, "task_id": task_id, "message": message}
 
 
 def error_event(task_id: str, error: exc.JoggError) -> dict[str, Any]:

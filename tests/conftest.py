@@ -15,6 +15,10 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 os.environ.pop("AIRFLOW_CONN_JOGG_DEFAULT", None)
+# The deferral floor guards against a scheduler race of real deployments (apache/airflow#67287);
+# in-process runs (dag.test(), triggers driven directly) have no scheduler, so no race to guard
+# against. The e2e suites start real deployments without this variable, with the default floor.
+os.environ["AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS"] = "0"
 
 import pytest  # noqa: E402
 
@@ -71,3 +75,14 @@ def airflow_db():
 
     reset_metadata_db()
     return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _fresh_account_throttles():
+    """No account throttle outlives a test: an account keeps the lowest rate it was given in the
+    process, and a later test's fake server may get a port an earlier one had."""
+    yield
+    from airflow_provider_jogg import policy
+
+    with policy._THROTTLES_LOCK:
+        policy._THROTTLES.clear()

@@ -129,6 +129,24 @@ def test_wrong_shape_is_a_response_error(body):
         parse_envelope(200, body)
 
 
+@pytest.mark.parametrize("status", [408, 425])
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>Request Timeout</html>", b"", envelope(408, msg="Request Timeout"), envelope(0, data={"x": 1})],
+    ids=["html", "empty", "error-envelope", "success-envelope"],
+)
+def test_408_and_425_say_the_request_was_not_processed(status, body):
+    # HTTP status first: whatever the body, the server says it did not process the request
+    with pytest.raises(exc.JoggNotProcessedError) as info:
+        parse_envelope(status, body, what="create lip-sync task")
+    error = info.value
+    assert error.http_status == status
+    assert error.transient
+    assert is_retryable(error)
+    assert is_create_retryable(error)  # nothing was created: the create may be sent again
+    assert "did not process the create lip-sync task" in str(error)
+
+
 def test_4xx_without_envelope_is_not_transient():
     with pytest.raises(exc.JoggAPIError) as info:
         parse_envelope(403, b"<html>Forbidden</html>")
@@ -169,6 +187,23 @@ def test_failed_result_keeps_error_message():
     assert result.error_message == "audio fetch failed"
 
 
+@pytest.mark.parametrize("returned", ["another-task", "T-1X", 12, ["t-1"]])
+def test_an_answer_about_another_task_is_never_this_tasks_result(returned):
+    # a caching proxy's mix-up: transient, so a wait asks again instead of ending with the wrong result
+    data = {"task_id": returned, "status": "success", "data": {"result_url": "https://x/other.mp4"}}
+    with pytest.raises(exc.JoggMalformedResponseError) as info:
+        parse_lip_sync_result(data, "t-1")
+    assert info.value.transient
+    assert "t-1" in str(info.value)
+    assert "another task" in str(info.value)
+
+
+@pytest.mark.parametrize("returned", ["t-1", "T-1", None, ""], ids=["same", "other-case", "none", "empty"])
+def test_an_answer_about_this_task_keeps_the_id_asked_for(returned):
+    result = parse_lip_sync_result({"task_id": returned, "status": "processing"}, "t-1")
+    assert result.task_id == "t-1"
+
+
 @pytest.mark.parametrize("data", [{"task_id": "t"}, {"status": ""}, {"status": 3}, None, []])
 def test_missing_status_is_never_success(data):
     with pytest.raises(exc.JoggResponseError):
@@ -207,20 +242,30 @@ def test_backoff_grows_caps_and_never_undercuts_retry_after():
         assert backoff_delay(1, 0.01, retry_after=5.0) >= 5.0
 
 
+@pytest.mark.parametrize("base", [0.0, 0.01, 1.0, 1e300], ids=["zero", "tiny", "one", "huge"])
+def test_backoff_after_thousands_of_failures_stays_capped(base):
+    # a wait that fails every poll for hours (1,025 polls is under 3 h at 10 s) must not overflow
+    cap = MAX_BACKOFF if base > 0 else 0.0
+    for attempt in (1024, 1025, 1026, 10**6):
+        assert cap <= backoff_delay(attempt, base) <= cap * (1 + JITTER_FRACTION)
+
+
 def test_which_failures_are_retried():
     rate = exc.JoggRateLimitError("r", retry_after=1)
     refused = exc.JoggConnectionError("c", request_sent=False)
     reset = exc.JoggConnectionError("c", request_sent=True)
     server = exc.JoggServerError("s", http_status=503)
     garbled = exc.JoggMalformedResponseError("m")
+    not_processed = exc.JoggNotProcessedError("n", http_status=408)
     auth = exc.JoggAuthError("a", code=10105)
-    for error in (rate, refused, reset, server, garbled):
+    for error in (rate, refused, reset, server, garbled, not_processed):
         assert is_retryable(error)
     assert not is_retryable(auth)
     assert not is_retryable(ValueError())
     # create: only what proves nothing was created
     assert is_create_retryable(rate)
     assert is_create_retryable(refused)
+    assert is_create_retryable(not_processed)
     for error in (reset, server, garbled, auth):
         assert not is_create_retryable(error)
 

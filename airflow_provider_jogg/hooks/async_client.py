@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +159,7 @@ class AsyncJoggClient:
         says what went wrong.
         """
         throttle = self.throttle
-        delay = throttle.reserve(time.time())
+        delay = throttle.reserve()
         if delay > 0:
             await self._wait_for_slot(delay)
         session = self._session
@@ -197,7 +196,7 @@ class AsyncJoggClient:
         self, method: str, url: str, *, what: str, task_id: str | None = None, json: Any = None
     ) -> Any:
         """One request, no retry; returns the answer's ``data``. Raises a :class:`JoggAPIError` subclass."""
-        await self._wait_for_slot(self.throttle.reserve(time.time()))
+        await self._wait_for_slot(self.throttle.reserve())
         if self._session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
@@ -220,9 +219,9 @@ class AsyncJoggClient:
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
-            if throttle.open_at <= time.time():
+            if throttle.remaining() <= 0:
                 return
-            delay = throttle.reserve(time.time())
+            delay = throttle.reserve()
 
     def _transport_error(self, error: BaseException, what: str) -> exc.JoggConnectionError:
         if isinstance(error, asyncio.TimeoutError):

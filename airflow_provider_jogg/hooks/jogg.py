@@ -220,12 +220,12 @@ class JoggHook(BaseHook):
         config = self.config
         throttle = config.throttle()
         while True:  # wait for our slot under the rate limit, and past any Retry-After
-            wait = throttle.reserve(time.time())
+            wait = throttle.reserve()
             if wait > 0:
                 if wait >= 1:
                     self.log.info("Waiting %.1f s (Jogg rate limit) before the %s", wait, what)
                 time.sleep(wait)
-            if throttle.open_at <= time.time():
+            if throttle.remaining() <= 0:
                 break
         try:
             resp = self.get_conn().request(
@@ -268,8 +268,8 @@ class JoggHook(BaseHook):
         Create a lip-sync task and return its Jogg task id. Bills credits.
 
         .. note::
-            Sent again only when nothing can have been created (HTTP 429, or the connection was never
-            established). Any failure after the request was sent raises
+            Sent again only when nothing can have been created (HTTP 429, 408 or 425, or the
+            connection was never established). Any failure after the request was sent raises
             :class:`JoggCreateUncertainError`: Jogg has no idempotency key, so a second request could
             create and bill a second task.
 

@@ -79,6 +79,8 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
     pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
     pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
 ]
 
 

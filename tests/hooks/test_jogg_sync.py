@@ -9,6 +9,8 @@ import pytest
 import requests
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg import policy
+from airflow_provider_jogg.hooks import jogg as jogg_hook
 from airflow_provider_jogg.hooks.jogg import JoggHook, LipSyncResult
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
@@ -24,6 +26,7 @@ from tests.hooks.support import (
     WRONG_KEY,
     assert_no_secret,
     closed_port,
+    step_wall_clock,
 )
 
 
@@ -249,6 +252,19 @@ def test_create_429_every_time_gives_up_after_max_retries(jogg_conn):
     assert_no_secret(info.value)
 
 
+@pytest.mark.parametrize(
+    "fault", [Fault("status", status=408), Fault("html", status=425)], ids=["408", "425-html"]
+)
+def test_create_not_processed_is_sent_again_and_creates_one_task(jogg_conn, fault):
+    # 408 and 425 say the server did not process the request: sending it again cannot duplicate a task
+    fault.path = CREATE
+    jogg_conn.add_fault(fault)
+    task_id = JoggHook().create_lip_sync_video(VIDEO, AUDIO)
+    assert list(jogg_conn.tasks) == [task_id]
+    assert jogg_conn.create_count == 2
+    assert [r.status for r in jogg_conn.requests] == [fault.status, 200]
+
+
 def test_create_connection_refused_is_retried_then_not_uncertain(set_conn, monkeypatch):
     set_conn("jogg_closed", f"http://127.0.0.1:{closed_port()}")
     hook = JoggHook("jogg_closed")
@@ -445,6 +461,8 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
     pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
     pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
 ]
 
 
@@ -521,6 +539,46 @@ def test_retry_after_holds_back_another_hook_on_the_same_account(jogg_conn, fake
     assert other_account.time - limited.time < 0.8
     assert (same_account.path, same_account.status) == (WHOAMI, 200)
     assert same_account.time - limited.time >= 1.0
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["stepped-back", "stepped-forward"])
+def test_a_stepped_wall_clock_neither_stalls_requests_nor_undercuts_the_limits(
+    fake_jogg, set_conn, monkeypatch, step
+):
+    set_conn("jogg_clock", fake_jogg.url, max_requests_per_second=2)
+    clock = step_wall_clock(monkeypatch, policy, jogg_hook)
+    fake_jogg.add_fault(Fault("status", status=429, path=WHOAMI, retry_after="1", times=1))
+    hook = JoggHook("jogg_clock")
+    with pytest.raises(exc.JoggRateLimitError):
+        hook.whoami(max_retries=0)
+    clock.step = step  # NTP steps the wall clock during the Retry-After
+    assert hook.whoami()["username"] == "demo"
+    assert hook.whoami()["username"] == "demo"
+    limited, reopened, next_one = fake_jogg.requests
+    assert limited.status == 429
+    # by the server's clock: Retry-After and the rate hold (a clock stepped forward must not undercut
+    # them) and nothing waited for the hour the clock moved (stepped back: the sleep refuses it)
+    assert reopened.time - limited.time >= 1.0
+    # measured from the 429 (a late arrival of `reopened` on a loaded machine must not shrink it):
+    # Retry-After, then one 2 req/s slot
+    assert next_one.time - limited.time >= 1.45
+    assert max(clock.sleeps) < 1.5
+
+
+def test_the_lowest_rate_set_for_an_account_holds_for_every_connection_to_it(fake_jogg, set_conn):
+    # two connections with the same key are one Jogg account: the second one's higher limit (or no
+    # limit at all) must not lift the first one's
+    set_conn("jogg_slow", fake_jogg.url, max_requests_per_second=2)
+    set_conn("jogg_fast", fake_jogg.url, max_requests_per_second=100)
+    set_conn("jogg_unlimited", fake_jogg.url, max_requests_per_second=0)
+    JoggHook("jogg_slow").whoami()
+    for conn_id in ("jogg_fast", "jogg_unlimited", "jogg_fast"):
+        JoggHook(conn_id).whoami()
+    times = times_of(fake_jogg, WHOAMI)
+    assert len(times) == 4
+    # 2 per second, not 100: three slots of 0.5 s (at 100 req/s the span would be 0.03 s); the span,
+    # not each gap, so that one request arriving late on a loaded machine does not fail the test
+    assert times[-1] - times[0] >= 1.2
 
 
 # --------------------------------------------------------------------------------------------------
