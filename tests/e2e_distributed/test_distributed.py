@@ -517,9 +517,15 @@ def test_stop_leaves_nothing_running(
         timeout=120,
         interval=1,
     )
-    assert dep.redis is not None
-    assert dep.redis.integer("LLEN", "default") == 0  # the Celery queue Airflow uses
-    assert dep.redis.integer("HLEN", "unacked") == 0  # messages delivered to a worker, not acked
+    redis = dep.redis
+    assert redis is not None
+
+    def celery_drained() -> bool:
+        # the Celery queue Airflow uses, and the messages delivered to a worker but not acked yet
+        # (Airflow's Celery tasks ack late: after the task's own state is already committed)
+        return redis.integer("LLEN", "default") == 0 and redis.integer("HLEN", "unacked") == 0
+
+    dep.wait_until("Celery's queue to be empty and every message acked", celery_drained, timeout=120)
     celery_states = {
         r[0]: r[1] for r in dep.query("SELECT status, count(*) FROM celery_taskmeta GROUP BY status")
     }
