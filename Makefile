@@ -60,7 +60,8 @@ test-matrix:
 distributed-deps:
 	scripts/install_distributed_deps.sh
 
-## Distributed e2e: CeleryExecutor, Redis, PostgreSQL, 2 workers, 2 triggerers (one SIGKILLed) (~7 min)
+## Distributed e2e: CeleryExecutor, Redis, PostgreSQL, 2 workers, 2 triggerers: a user-like batch with a
+## SIGKILLed triggerer, then PostgreSQL restarted under deferred waits (~4-7 min)
 e2e-distributed: venv
 	$(VENV)/bin/python -m pytest -m e2e_distributed -v tests/e2e_distributed $(PYTEST_ARGS)
 

@@ -297,6 +297,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     adopted_rows = [victim_triggers[t] for t in sorted(adopted_ids)]
 
     def adopted_ones_polled() -> bool:
+        lip_sync_triggers(dep, run_id)  # records the trigger rows (kwargs) while they exist
         return all(
             polled_by(dep, run_id, r["map_index"], survivor_job, r["jogg_task_id"]) for r in adopted_rows
         )

@@ -1129,7 +1129,7 @@ def test_cli_rejects_bad_processing_seconds_for(value: str) -> None:
     try:
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 2
-        assert "--processing-seconds-for" in err
+        assert "argument --processing-seconds-for: expected" in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
