@@ -243,6 +243,24 @@ async def test_aget_missing_key_sends_nothing(fake_jogg, set_conn):
 
 
 @pytest.mark.asyncio
+async def test_aget_key_from_a_secret_file_with_a_trailing_newline_works(fake_jogg, set_conn):
+    set_conn("jogg_file_key", fake_jogg.url, key=TEST_API_KEY + "\n")
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    assert (await JoggHook("jogg_file_key").aget_lip_sync_video(task_id)).succeeded
+    assert [r.headers["x-api-key"] for r in fake_jogg.requests] == ["<valid>"]
+
+
+@pytest.mark.asyncio
+async def test_aget_key_that_is_not_a_header_value_is_a_config_error(fake_jogg, set_conn):
+    set_conn("jogg_bad_key", fake_jogg.url, key=TEST_API_KEY + "\u00e9")
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    with pytest.raises(exc.JoggConfigError, match="'jogg_bad_key'.*non-ASCII") as info:
+        await JoggHook("jogg_bad_key").aget_lip_sync_video(task_id)
+    assert_no_secret(info.value)
+    assert fake_jogg.count() == 0
+
+
+@pytest.mark.asyncio
 async def test_aget_invalid_task_id_sends_nothing(jogg_conn):
     with pytest.raises(exc.JoggConfigError):
         await JoggHook().aget_lip_sync_video("a b")

@@ -111,6 +111,36 @@ def test_missing_key_names_the_connection_and_sends_nothing(fake_jogg, set_conn)
     assert fake_jogg.count() == 0
 
 
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " "], ids=["lf", "crlf", "space"])
+def test_key_from_a_secret_file_with_a_trailing_newline_works(fake_jogg, set_conn, suffix):
+    set_conn("jogg_file_key", fake_jogg.url, key=TEST_API_KEY + suffix)
+    task_id = JoggHook("jogg_file_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert list(fake_jogg.tasks) == [task_id]
+    (request,) = fake_jogg.requests
+    assert request.headers["x-api-key"] == "<valid>"
+
+
+def test_key_with_inner_whitespace_fails_before_any_request(fake_jogg, set_conn):
+    set_conn("jogg_split_key", fake_jogg.url, key=TEST_API_KEY[:10] + "\n" + TEST_API_KEY[10:])
+    with pytest.raises(exc.JoggConfigError, match=r"'jogg_split_key'.*control character \(U\+000A\)") as info:
+        JoggHook("jogg_split_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert not isinstance(info.value, exc.JoggCreateUncertainError)
+    assert TEST_API_KEY[:10] not in str(info.value)
+    assert TEST_API_KEY[10:] not in str(info.value)
+    assert fake_jogg.count() == 0
+
+
+def test_credentials_in_the_host_are_refused_and_never_shown(fake_jogg, set_conn):
+    host = fake_jogg.url.replace("http://", "http://gwuser:gw-S3cret@")
+    set_conn("jogg_userinfo", host)
+    ok, message = JoggHook("jogg_userinfo").test_connection()
+    assert not ok
+    assert "jogg_userinfo" in message
+    assert "password" in message
+    assert "gw-S3cret" not in message
+    assert fake_jogg.count() == 0  # and so never sent as Basic auth either
+
+
 def test_key_and_accept_headers_are_sent(jogg_conn):
     JoggHook().whoami()
     (request,) = jogg_conn.requests
