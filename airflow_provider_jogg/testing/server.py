@@ -181,8 +181,9 @@ class Fault:
       ``Content-Encoding: gzip`` whatever the request's ``Accept-Encoding`` (a CDN that compresses
       media anyway); ``Content-Length`` is the compressed size.
 
-    ``retry_after`` adds a ``Retry-After`` header to every kind that answers (except ``gzip``). ``delay`` (seconds)
-    can be combined with any kind: the server waits that long before applying the fault.
+    ``retry_after`` adds a ``Retry-After`` header to every kind that answers (except ``gzip``).
+    ``delay`` (seconds) can be combined with any kind: the server waits that long before applying
+    the fault.
 
     Except for ``slow``, a fault *replaces* the route handler: a faulted create call creates no
     task. With ``after_create=True`` the real handler runs first (so a create call really creates
