@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_jogg import exceptions as exc
 
@@ -621,6 +621,33 @@ def normalize_base_url(
             '"allow_insecure_http": true in the connection extra if this is really intended.'
         )
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def redirect_refused(status: int, location: str | None, base_url: str, what: str) -> exc.JoggRedirectError:
+    """
+    The error for a 3xx answer to an API request (which is never followed). Names the host the
+    redirect points to, never its full URL, and never the key.
+    """
+    if not location:
+        target = "without a Location header"
+    else:
+        base = urlsplit(base_url)
+        try:
+            parts = urlsplit(urljoin(base_url + "/", location.strip()))
+            host, port = parts.hostname or "?", parts.port
+        except ValueError:
+            target = "to an unreadable Location"
+        else:
+            where = host if port is None else f"{host}:{port}"
+            same = (host, port) == (base.hostname, base.port)
+            target = f"to {where!r}, the API host itself" if same else f"to host {where!r}"
+    return exc.JoggRedirectError(
+        f"Jogg {what}: the API answered with a redirect {target}. API requests do not follow "
+        "redirects, so that the API key never goes to another host; the request was not processed. "
+        f"Check the connection's base URL ({base_url}): e.g. https:// instead of http://, the path "
+        "prefix (/open), or a host that moved",
+        http_status=status,
+    )
 
 
 def _redact_userinfo(url: str) -> str:

@@ -24,6 +24,7 @@ from airflow_provider_jogg.policy import (
     LipSyncResult,
     parse_envelope,
     parse_lip_sync_result,
+    redirect_refused,
 )
 
 if TYPE_CHECKING:
@@ -167,8 +168,12 @@ class AsyncJoggClient:
         if session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
+            # never follow a redirect: aiohttp would re-send x-api-key to whatever host it names
             async with session.get(
-                self._status_prefix + task_id, headers=self._headers, timeout=self._timeout
+                self._status_prefix + task_id,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -182,9 +187,12 @@ class AsyncJoggClient:
                     except (ValueError, TypeError, LookupError):
                         pass
                 retry_after = resp.headers.get("Retry-After")
+                location = resp.headers.get("Location")
         except _TRANSPORT_ERRORS as error:
             raise self._transport_error(error, f"status of task {task_id}") from None
         what = f"status of task {task_id}"
+        if 300 <= status < 400:
+            raise redirect_refused(status, location, self.config.base_url, what)
         try:
             data = parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
         except exc.JoggAPIError as error:
@@ -202,12 +210,15 @@ class AsyncJoggClient:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
             async with self._session.request(
-                method, url, headers=self._headers, timeout=self._timeout, json=json
+                method, url, headers=self._headers, timeout=self._timeout, json=json, allow_redirects=False
             ) as resp:
                 body = await resp.read()
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
+                location = resp.headers.get("Location")
         except _TRANSPORT_ERRORS as error:
             raise self._transport_error(error, what) from None
+        if 300 <= status < 400:
+            raise redirect_refused(status, location, self.config.base_url, what)
         try:
             return parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
         except exc.JoggAPIError as error:

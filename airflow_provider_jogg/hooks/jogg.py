@@ -51,6 +51,7 @@ from airflow_provider_jogg.policy import (
     is_retryable,
     parse_envelope,
     parse_lip_sync_result,
+    redirect_refused,
     validate_media_url,
     validate_playback_type,
     validate_task_id,
@@ -228,12 +229,20 @@ class JoggHook(BaseHook):
             if throttle.open_at <= time.time():
                 break
         try:
+            # never follow a redirect: requests would re-send x-api-key to whatever host it names
             resp = self.get_conn().request(
-                method, config.url(path), headers=config.headers(), json=json, timeout=config.timeout
+                method,
+                config.url(path),
+                headers=config.headers(),
+                json=json,
+                timeout=config.timeout,
+                allow_redirects=False,
             )
             body = resp.content
         except requests.RequestException as error:
             raise _connection_error(error, what, config.timeout) from None
+        if 300 <= resp.status_code < 400:
+            raise redirect_refused(resp.status_code, resp.headers.get("Location"), config.base_url, what)
         try:
             return parse_envelope(
                 resp.status_code,
@@ -492,6 +501,8 @@ def _remove_quietly(path: Any) -> None:
 
 def _refused(error: exc.JoggAPIError) -> bool:
     """Jogg answered and said no (a business code, or a 4xx): no task was created."""
+    if isinstance(error, exc.JoggRedirectError):  # a redirect is an answer instead of processing
+        return True
     if error.transient:  # 5xx, code 50000, broken bodies and connections: the outcome is unknown
         return False
     if error.code not in (None, 0):

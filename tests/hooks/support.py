@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, NamedTuple
 
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CREATE = "/v2/create_lip_sync_video"
 STATUS = "/v2/lip_sync_video/"
@@ -28,3 +34,65 @@ def assert_no_secret(error: BaseException) -> None:
     text = f"{error} {error!r}"
     assert TEST_API_KEY not in text
     assert WRONG_KEY not in text
+
+
+class Recorded(NamedTuple):
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+
+
+#: what a :class:`RecordingServer` answers: status, headers, body
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class RecordingServer:
+    """
+    A bare HTTP/1.1 server on a loopback address that records every request it receives, whatever
+    the path, and answers with ``respond(method, path)`` (default: 200, empty). It plays the hosts
+    the provider must *not* reach (a redirect target, an internal service) and media hosts with
+    answers the fake Jogg server has no reason to give (HTML, cookies).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", respond: Callable[[str, str], Answer] | None = None) -> None:
+        self.received: list[Recorded] = []
+        self.respond = respond or (lambda method, path: (200, {}, b""))
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                server.received.append(Recorded(self.command, self.path, headers))
+                status, extra, body = server.respond(self.command, self.path)
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_HEAD = _any
+
+        self._httpd = ThreadingHTTPServer((host, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.host = host
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()

@@ -223,6 +223,24 @@ async def test_aget_fatal_errors_are_typed_and_not_retried(fake_jogg, set_conn, 
 
 
 @pytest.mark.asyncio
+async def test_aget_redirect_is_refused_and_the_key_never_leaves(jogg_conn, recording_server):
+    elsewhere = recording_server(host="127.0.0.2")
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="success")
+    jogg_conn.add_fault(Fault("redirect", location=f"{elsewhere.url}{STATUS}{task_id}", times=None))
+    with pytest.raises(exc.JoggRedirectError, match=r"redirect to host '127\.0\.0\.2:\d+'") as info:
+        await JoggHook().aget_lip_sync_video(task_id)
+    assert info.value.http_status == 302
+    assert_no_secret(info.value)
+    assert jogg_conn.count() == 1  # fatal: not retried
+    # the lean client's other entry point, used for any other API request
+    async with await JoggHook().get_async_client() as client:
+        with pytest.raises(exc.JoggRedirectError, match=r"127\.0\.0\.2"):
+            await client.request("GET", client.config.url(WHOAMI), what="whoami")
+    assert elsewhere.received == []
+    assert jogg_conn.count() == 2
+
+
+@pytest.mark.asyncio
 async def test_aget_connection_refused(set_conn):
     url = f"http://127.0.0.1:{closed_port()}"
     set_conn("jogg_closed", url)
@@ -254,7 +272,7 @@ async def test_aget_key_from_a_secret_file_with_a_trailing_newline_works(fake_jo
 async def test_aget_key_that_is_not_a_header_value_is_a_config_error(fake_jogg, set_conn):
     set_conn("jogg_bad_key", fake_jogg.url, key=TEST_API_KEY + "\u00e9")
     task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
-    with pytest.raises(exc.JoggConfigError, match="'jogg_bad_key'.*non-ASCII") as info:
+    with pytest.raises(exc.JoggConfigError, match=r"'jogg_bad_key'.*non-ASCII") as info:
         await JoggHook("jogg_bad_key").aget_lip_sync_video(task_id)
     assert_no_secret(info.value)
     assert fake_jogg.count() == 0

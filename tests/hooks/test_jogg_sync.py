@@ -213,6 +213,48 @@ def test_test_connection_retries_at_most_once(jogg_conn):
 
 
 # --------------------------------------------------------------------------------------------------
+# Redirects: never followed, the key stays with the API host
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def elsewhere(recording_server):
+    """A second loopback host (127.0.0.2) that must never receive a request from the provider."""
+    return recording_server(host="127.0.0.2")
+
+
+REDIRECTED_CALLS = [
+    pytest.param(WHOAMI, lambda hook, server: hook.whoami(), id="whoami"),
+    pytest.param(CREATE, lambda hook, server: hook.create_lip_sync_video(VIDEO, AUDIO), id="create"),
+    pytest.param(
+        STATUS, lambda hook, server: hook.get_lip_sync_video(server.add_task(VIDEO, AUDIO)), id="status"
+    ),
+]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+@pytest.mark.parametrize(("path", "call"), REDIRECTED_CALLS)
+def test_api_redirect_is_refused_and_the_key_never_leaves(jogg_conn, elsewhere, path, call, status):
+    redirect = Fault("redirect", status=status, location=elsewhere.url + path, path=path, times=None)
+    jogg_conn.add_fault(redirect)
+    with pytest.raises(exc.JoggRedirectError, match=r"redirect to host '127\.0\.0\.2:\d+'") as info:
+        call(JoggHook(), jogg_conn)
+    assert info.value.http_status == status
+    assert_no_secret(info.value)
+    assert elsewhere.received == []  # nothing at all reached the other host, key or not
+    assert jogg_conn.count() == 1  # a misconfiguration: not retried
+    assert jogg_conn.tasks == {} or path == STATUS  # a refused create is final, never "uncertain"
+
+
+def test_api_redirect_to_the_same_host_is_refused_too(jogg_conn):
+    jogg_conn.add_fault(Fault("redirect", status=301, location="/open/v2/user/whoami", times=None))
+    ok, message = JoggHook().test_connection()
+    assert not ok
+    assert f"'{jogg_conn.url.removeprefix('http://')}', the API host itself" in message
+    assert "base URL" in message
+    assert TEST_API_KEY not in message
+    assert jogg_conn.count() == 1
+
+
+# --------------------------------------------------------------------------------------------------
 # create_lip_sync_video
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("playback_type", ["normal", "normal_reverse", "normal_reverse_by_audio"])
