@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 _RETRY_PUT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: bytes per read when streaming a result to its destination
 DOWNLOAD_CHUNK = 1024 * 1024
+#: downloads ask for media as it is stored, not compressed on the way
+_IDENTITY = {"Accept-Encoding": "identity"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -456,16 +458,22 @@ class JoggHook(BaseHook):
             target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
-            # no x-api-key: results are served from Jogg's CDN, not the API
-            with self.get_conn().get(url, stream=True, timeout=self.config.timeout) as resp:
+            # no x-api-key: results are served from Jogg's CDN, not the API. Media gains nothing from
+            # compression: ask for the bytes as they are
+            with self.get_conn().get(
+                url, stream=True, timeout=self.config.timeout, headers=_IDENTITY
+            ) as resp:
                 _check_plain_answer(resp, what)
                 expected = resp.headers.get("Content-Length")
                 with partial.open("wb") as out:
                     for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
                         out.write(chunk)
                         written += len(chunk)
-            if expected is not None and expected.isdigit() and written != int(expected):
-                raise exc.JoggConnectionError(f"Jogg {what}: got {written} of {expected} bytes")
+                # a CDN may gzip anyway: the file gets the decoded bytes (the real media), while
+                # Content-Length counts the encoded ones, so compare it with what came over the wire
+                received = resp.raw.tell()
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise exc.JoggConnectionError(f"Jogg {what}: got {received} of {expected} bytes")
             partial.rename(target)
         except requests.RequestException as error:
             _remove_quietly(partial)

@@ -756,3 +756,23 @@ def test_upload_explicit_content_type_wins(jogg_conn, tmp_path):
     asset_url = JoggHook().upload_asset(path, content_type="audio/wav")
     assert jogg_conn.requests[0].json["content_type"] == "audio/wav"
     assert jogg_conn.assets[asset_url]["content_type"] == "audio/wav"
+
+
+# --------------------------------------------------------------------------------------------------
+# download
+# --------------------------------------------------------------------------------------------------
+def test_download_of_a_gzip_encoded_result_saves_the_real_media(jogg_conn, tmp_path, put_log):
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="success")
+    url = JoggHook().get_lip_sync_video(task_id).result_url
+    expected = jogg_conn.task_media(task_id).video
+    jogg_conn.add_fault(Fault("gzip", path="/files/", times=None))  # a CDN that compresses anyway
+    hook = JoggHook()
+    seen = put_log(hook)
+    destination = tmp_path / "result.mp4"
+    assert hook.download(url, destination) == len(expected)
+    assert destination.read_bytes() == expected  # the decoded MP4, not the gzip stream
+    assert list(tmp_path.iterdir()) == [destination]  # no partial file left behind
+    (response,) = seen  # one attempt: the size check compared like with like
+    assert response.request.headers["Accept-Encoding"] == "identity"
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) != len(expected)
