@@ -34,6 +34,7 @@ from airflow_provider_jogg.hooks.async_client import (
     config_from_connection,
     release_shared_session,
 )
+from airflow_provider_jogg.hooks.media_fetch import open_media, shown_url
 from airflow_provider_jogg.policy import (
     CREATE_PATH,
     DEFAULT_CONN_ID,
@@ -56,7 +57,7 @@ from airflow_provider_jogg.policy import (
     validate_playback_type,
     validate_task_id,
 )
-from airflow_provider_jogg.storage import MediaFile, inspect_file, partial_name, to_path
+from airflow_provider_jogg.storage import MediaFile, content_type_for, inspect_file, partial_name, to_path
 
 __all__ = [
     "_ASYNC_SESSIONS",
@@ -428,12 +429,21 @@ class JoggHook(BaseHook):
         """
         Download a public http(s) URL and upload it as a Jogg asset (Jogg recommends re-hosting:
         third-party URLs can fail mid-task). Streamed through a temporary file, never into memory.
+
+        .. note::
+            Only public addresses are fetched, redirects included, and the answer must be media
+            for ``role`` (see :mod:`airflow_provider_jogg.hooks.media_fetch`); the connection extra
+            ``allow_private_media_urls`` lifts the address check for internal media servers.
+
+        :param url: the http(s) URL of the media
+        :param role: ``video_url`` or ``audio_url``: named in errors, and the media type expected
         """
         url = validate_media_url(url, role)
         name = Path(unquote(urlsplit(url).path)).name or "media"
+        content_type_for(name, role)  # a file name Jogg would refuse fails before any request
         with tempfile.TemporaryDirectory(prefix="jogg-rehost-") as tmp:
             local = Path(tmp) / name
-            self.download(url, local)
+            self._download(url, local, f"download of {role} {shown_url(url)}", media_role=role)
             return self._upload(inspect_file(local, role))
 
     def download(self, url: str, destination: str | os.PathLike[str] | Any) -> int:
@@ -443,26 +453,43 @@ class JoggHook(BaseHook):
         Written under a temporary name beside the destination and moved into place only when complete
         and as long as ``Content-Length`` says; a partial file is deleted. Transient failures (5xx,
         429, broken connections, short bodies) are retried with the connection's backoff.
+
+        .. note::
+            Meant for Jogg's results (``result_url``, ``cover_url``): redirects are followed and no
+            address check is made, unlike :meth:`rehost_url`. The URL comes from Jogg's
+            authenticated answer, and the bytes only go to ``destination``, which the DAG chose.
         """
         target = to_path(destination, "output_path")
-        what = f"download of {url}"
-        written: int = tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))(
-            self._download_once, url, target, what
-        )
+        written = self._download(url, target, f"download of {url}", media_role=None)
         self.log.info("Saved %s (%d bytes) to %s", url, written, target)
         return written
 
-    def _download_once(self, url: str, target: Any, what: str) -> int:
+    def _download(self, url: str, target: Any, what: str, *, media_role: str | None) -> int:
+        retrying = tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))
+        written: int = retrying(self._download_once, url, target, what, media_role)
+        return written
+
+    def _open_download(self, url: str, what: str, media_role: str | None) -> Any:
+        """The streamed answer: a Jogg result as it comes, or a DAG's media URL through the checks."""
+        if media_role is not None:
+            return open_media(
+                url,
+                role=media_role,
+                allow_private=self.config.allow_private_media_urls,
+                timeout=self.config.timeout,
+                what=what,
+            )
+        # no x-api-key: results are served from Jogg's CDN, not the API. Media gains nothing from
+        # compression: ask for the bytes as they are
+        return self.get_conn().get(url, stream=True, timeout=self.config.timeout, headers=_IDENTITY)
+
+    def _download_once(self, url: str, target: Any, what: str, media_role: str | None = None) -> int:
         partial = partial_name(target, uuid.uuid4().hex[:12])
         with contextlib.suppress(Exception):  # local folders must exist; object stores have none
             target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
-            # no x-api-key: results are served from Jogg's CDN, not the API. Media gains nothing from
-            # compression: ask for the bytes as they are
-            with self.get_conn().get(
-                url, stream=True, timeout=self.config.timeout, headers=_IDENTITY
-            ) as resp:
+            with self._open_download(url, what, media_role) as resp:
                 _check_plain_answer(resp, what)
                 expected = resp.headers.get("Content-Length")
                 with partial.open("wb") as out:

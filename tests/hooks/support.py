@@ -54,7 +54,9 @@ class RecordingServer:
     answers the fake Jogg server has no reason to give (HTML, cookies).
     """
 
-    def __init__(self, host: str = "127.0.0.1", respond: Callable[[str, str], Answer] | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", respond: Callable[[str, str], Answer] | None = None, port: int = 0
+    ) -> None:
         self.received: list[Recorded] = []
         self.respond = respond or (lambda method, path: (200, {}, b""))
         server = self
@@ -81,7 +83,7 @@ class RecordingServer:
 
             do_GET = do_POST = do_PUT = do_HEAD = _any
 
-        self._httpd = ThreadingHTTPServer((host, 0), Handler)
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.host = host
         self.port = self._httpd.server_address[1]
