@@ -76,7 +76,8 @@ _ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, 
 
 def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
     """
-    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL.
+    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL,
+    whatever their API key (it keeps no cookies, so nothing of one account reaches another).
 
     One pooled keep-alive session for thousands of triggers is what keeps a poll cheap; a session per
     poll (new TCP connection each time) costs several times more CPU. The session is closed when its
@@ -86,7 +87,10 @@ def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
     shared = per_loop.get(base_url)
     if shared is None or shared.session.closed:
         connector = aiohttp.TCPConnector(limit=SESSION_CONNECTION_LIMIT, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
+        # the session is shared by every account (API key) on this base URL: it must keep no
+        # per-account state, so no cookie jar (a gateway's cookie set for one key would go out with
+        # the others). The API authenticates each request by its header; cookies serve it nothing
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         # aiohttp silently re-sends an idempotent request once when a kept-alive connection drops;
         # the provider's retry policy (counted, backed off, Retry-After aware) must be the only one
         if hasattr(session, "_retry_connection"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -314,3 +315,31 @@ async def test_async_clients_share_one_session_until_the_last_leaves(jogg_conn):
     assert session.closed
     assert no_session_left(jogg_conn.url)
     assert jogg_conn.count("GET", STATUS) == 3
+
+
+@pytest.mark.asyncio
+async def test_accounts_sharing_a_session_share_no_cookies(recording_server, set_conn):
+    """One pooled session per loop and base URL, whatever the key: so it keeps no cookies at all."""
+
+    def status(method, path):
+        task_id = path.rsplit("/", 1)[1]
+        body = json.dumps({"code": 0, "msg": "ok", "data": {"task_id": task_id, "status": "pending"}})
+        headers = {"Content-Type": "application/json", "Set-Cookie": f"gw_session={task_id}; Path=/"}
+        return 200, headers, body.encode()
+
+    api = recording_server(respond=status)
+    base_url = f"http://localhost:{api.port}"  # a name: aiohttp keeps no cookies for IP addresses
+    set_conn("jogg_account_a", base_url, key="sk-account-a")
+    set_conn("jogg_account_b", base_url, key="sk-account-b")
+    first = await JoggHook("jogg_account_a").get_async_client()
+    second = await JoggHook("jogg_account_b").get_async_client()
+    async with first, second:
+        assert first._session is second._session  # still one pool for every wait on the loop
+        await first.get_lip_sync_video("task-of-a")
+        await second.get_lip_sync_video("task-of-b")
+        await first.get_lip_sync_video("task-of-a")
+    assert [(r.headers["x-api-key"], r.headers.get("cookie")) for r in api.received] == [
+        ("sk-account-a", None),
+        ("sk-account-b", None),  # account A's gateway cookie is not sent with account B's key
+        ("sk-account-a", None),
+    ]
