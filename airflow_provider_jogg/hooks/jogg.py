@@ -174,7 +174,12 @@ class JoggHook(BaseHook):
     ``x-api-platform``), ``timeout`` (seconds per request, default 30), ``max_retries`` (retries after
     the first attempt, default 3, 0 disables them), ``retry_backoff`` (first backoff in seconds,
     default 1, doubling per attempt), ``max_requests_per_second`` (per account and process, default
-    100, 0 disables the limit), ``allow_insecure_http`` (default false).
+    100, 0 disables the limit), ``allow_insecure_http`` (default false), ``allow_private_media_urls``
+    (default false: :meth:`rehost_url` fetches public addresses only).
+
+    .. note::
+        API requests never follow redirects: a 3xx answer raises :class:`JoggRedirectError`, so the
+        key is never sent to another host.
 
     :param jogg_conn_id: the Airflow connection id
     """
