@@ -123,8 +123,8 @@ class _PinnedAdapter(HTTPAdapter):
         )
 
 
-def _address_for(url: str, *, role: str, allow_private: bool, hop: int, what: str) -> tuple[str, str]:
-    """Resolve ``url``'s host once and check every address: ``(host, address to connect to)``."""
+def _addresses_for(url: str, *, role: str, allow_private: bool, hop: int, what: str) -> tuple[str, list[str]]:
+    """Resolve ``url``'s host once and check every address: ``(host, addresses to connect to)``."""
     parsed = parse_url(url)  # how requests (urllib3) reads it
     host = (parsed.host or "").strip("[]").lower()
     if parsed.scheme not in ("http", "https") or not host:
@@ -150,7 +150,7 @@ def _address_for(url: str, *, role: str, allow_private: bool, hop: int, what: st
                     'URL is meant to be internal, set "allow_private_media_urls": true in the '
                     "connection extra."
                 )
-    return host, addresses[0]
+    return host, addresses
 
 
 def check_media_type(content_type: str | None, role: str, urls: tuple[str, ...]) -> None:
@@ -169,6 +169,32 @@ def check_media_type(content_type: str | None, role: str, urls: tuple[str, ...])
         f"re-hosting needs {wanted}, or application/octet-stream for a file named "
         f"{', '.join(sorted(suffixes))}. Check that the URL serves the file itself, not a web page."
     )
+
+
+def _send_pinned(
+    session: requests.Session,
+    request: requests.PreparedRequest,
+    host: str,
+    addresses: list[str],
+    timeout: float,
+    settings: Any,  # what Session.merge_environment_settings returns: verify, cert, stream, proxies
+) -> requests.Response:
+    """Send to the checked addresses in turn, as a plain connect would, until one answers."""
+
+    def send(address: str) -> requests.Response:
+        adapter = _PinnedAdapter(host, address)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session.send(request, allow_redirects=False, timeout=timeout, **settings)
+
+    for address in addresses[:-1]:
+        try:
+            return send(address)
+        except requests.ConnectionError:
+            # e.g. a name with an IPv6 and an IPv4 address and a server on one of them; a GET of
+            # media can be tried on the next checked address whatever went wrong
+            session.get_adapter(request.url or "http://").close()
+    return send(addresses[-1])
 
 
 @contextlib.contextmanager
@@ -190,10 +216,7 @@ def open_media(
             # check the URL as requests will send it (normalised, international names in xn-- form)
             request = session.prepare_request(requests.Request("GET", current, headers=_HEADERS))
             sent = request.url or current
-            host, address = _address_for(sent, role=role, allow_private=allow_private, hop=hop, what=what)
-            adapter = _PinnedAdapter(host, address)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            host, addresses = _addresses_for(sent, role=role, allow_private=allow_private, hop=hop, what=what)
             target = parse_url(sent)
             # the pool connects to the address, so say which site is meant (default ports implied)
             request.headers["Host"] = (
@@ -202,7 +225,7 @@ def open_media(
             # not through a proxy from the environment: the proxy would resolve the name itself
             no_proxies: dict[str, Any] = {"http": None, "https": None, "all": None}
             settings = session.merge_environment_settings(sent, no_proxies, True, None, None)
-            response = session.send(request, allow_redirects=False, timeout=timeout, **settings)
+            response = _send_pinned(session, request, host, addresses, timeout, settings)
             try:
                 if response.is_redirect:
                     location = urljoin(current, response.headers["Location"])

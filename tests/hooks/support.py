@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, NamedTuple
@@ -11,6 +13,7 @@ from tests.conftest import FAST_EXTRA, TEST_API_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 CREATE = "/v2/create_lip_sync_video"
 STATUS = "/v2/lip_sync_video/"
@@ -55,9 +58,15 @@ class RecordingServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", respond: Callable[[str, str], Answer] | None = None, port: int = 0
+        self,
+        host: str = "127.0.0.1",
+        respond: Callable[[str, str], Answer] | None = None,
+        port: int = 0,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.received: list[Recorded] = []
+        #: the TLS server names (SNI) clients asked for, with ``tls``
+        self.server_names: list[str | None] = []
         self.respond = respond or (lambda method, path: (200, {}, b""))
         server = self
 
@@ -85,9 +94,14 @@ class RecordingServer:
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            context.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.host = host
         self.port = self._httpd.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def start(self) -> RecordingServer:
@@ -98,3 +112,35 @@ class RecordingServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
+
+
+def self_signed_cert(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for the DNS name ``name`` and its key, as PEM files; trust it by its own path."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path

@@ -16,6 +16,7 @@ from airflow_provider_jogg.hooks import media_fetch
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.hooks.media_fetch import MAX_MEDIA_REDIRECTS, is_public_address
 from airflow_provider_jogg.testing.media import SAMPLE_VIDEO
+from tests.hooks.support import self_signed_cert
 
 CLIP = SAMPLE_VIDEO.read_bytes()
 
@@ -213,6 +214,57 @@ def test_the_checked_address_is_the_one_connected_to(
     assert internal.received == []
     (request,) = cdn.received
     assert request.headers["host"] == f"media.test:{cdn.port}"  # the site is still named
+
+
+def test_each_checked_address_is_tried_like_a_plain_connect_would(allowed, recording_server, monkeypatch):
+    """A name with two addresses, the server listening on the second only (IPv6 and IPv4, say)."""
+    media = recording_server(respond=serving())
+    real_getaddrinfo = socket.getaddrinfo
+
+    def two_addresses(host, port, *args, **kwargs):
+        if host != "media.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        return [
+            *real_getaddrinfo("127.0.0.3", port, *args, **kwargs),
+            *real_getaddrinfo("127.0.0.1", port, *args, **kwargs),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    asset_url = JoggHook().rehost_url(f"http://media.test:{media.port}/clip.mp4", role="video_url")
+    assert allowed.assets[asset_url]["data"] == CLIP
+    (request,) = media.received
+    assert request.headers["host"] == f"media.test:{media.port}"
+
+
+@pytest.fixture
+def media_test_is_loopback(monkeypatch):
+    """DNS: the name ``media.test`` resolves to 127.0.0.1 (names cannot be registered offline)."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        return real_getaddrinfo("127.0.0.1" if host == "media.test" else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
+@pytest.mark.parametrize("certified", ["media.test", "other.test"])
+def test_https_keeps_the_name_for_sni_and_the_certificate(
+    allowed, recording_server, media_test_is_loopback, monkeypatch, tmp_path, certified
+):
+    cert, key = self_signed_cert(tmp_path, certified)
+    media = recording_server(respond=serving(), tls=(cert, key))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trusted like a CA bundle from the environment
+    url = f"https://media.test:{media.port}/clip.mp4"
+    if certified == "media.test":
+        asset_url = JoggHook().rehost_url(url, role="video_url")
+        assert allowed.assets[asset_url]["data"] == CLIP
+        assert media.received[0].headers["host"] == f"media.test:{media.port}"
+    else:  # connected to the pinned address, the certificate is still checked against the name
+        with pytest.raises(exc.JoggConnectionError, match="SSLError"):
+            JoggHook().rehost_url(url, role="video_url")
+        assert media.received == []
+        assert allowed.assets == {}
+    assert set(media.server_names) == {"media.test"}  # SNI names the site, not the address
 
 
 def test_proxies_from_the_environment_are_not_used(allowed, recording_server, monkeypatch):
