@@ -47,6 +47,12 @@ CONN_FIELDS: dict[str, Any] = {
         "schema": {"type": ["boolean", "null"], "default": False},
         "description": "Sends the API key in clear text. Only for trusted networks.",
     },
+    "allow_private_media_urls": {
+        "label": "Allow media URLs on private addresses",
+        "schema": {"type": ["boolean", "null"], "default": False},
+        "description": "Lets upload_public_urls fetch from private, loopback and link-local addresses "
+        "and upload what it gets to Jogg. Only for trusted internal media servers.",
+    },
 }
 
 
