@@ -830,6 +830,7 @@ _EVENT_ERRORS: dict[str, type[exc.JoggFatalError]] = {
         exc.JoggInsufficientCreditError,
         exc.JoggParameterError,
         exc.JoggTaskNotFoundError,
+        exc.JoggRedirectError,
     )
 }
 _API_ERROR_FIELDS = ("http_status", "code", "jogg_message", "body_snippet")
