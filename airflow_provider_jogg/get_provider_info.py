@@ -40,7 +40,8 @@ CONN_FIELDS: dict[str, Any] = {
     "max_requests_per_second": {
         "label": "Max requests per second",
         "schema": {"type": ["number", "null"], "default": 100, "minimum": 0},
-        "description": "Per account and process (e.g. one triggerer): all waits share it. 0: no limit.",
+        "description": "Per account and process (e.g. one triggerer): all waits share it; the lowest "
+        "set for an account wins. 0: no limit.",
     },
     "allow_insecure_http": {
         "label": "Allow plain http:// to non-loopback hosts",
