@@ -148,6 +148,13 @@ class JoggResponseError(JoggFatalAPIError):
     """Valid JSON whose shape is not what the API documents (no ``code``, no ``data``, no ``status``)."""
 
 
+class JoggRedirectError(JoggFatalAPIError):
+    """
+    The API answered with a redirect (HTTP 3xx). API requests never follow one: the ``x-api-key``
+    header would go to whatever host the redirect names. Jogg's API did not process the request.
+    """
+
+
 class JoggAuthError(JoggFatalAPIError):
     """Business code 10105: the API key is invalid."""
 
@@ -235,6 +242,7 @@ __all__ = [
     "JoggParameterError",
     "JoggPermissionError",
     "JoggRateLimitError",
+    "JoggRedirectError",
     "JoggResponseError",
     "JoggServerError",
     "JoggTaskNotFoundError",

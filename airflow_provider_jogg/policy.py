@@ -16,11 +16,12 @@ import ipaddress
 import json
 import math
 import random
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_jogg import exceptions as exc
 
@@ -489,6 +490,8 @@ class JoggConnectionConfig:
     :param max_retries: retries after the first attempt for requests that are safe to repeat
     :param retry_backoff: first backoff in seconds
     :param max_requests_per_second: process-wide request rate for this account (0: no limit)
+    :param allow_private_media_urls: let :meth:`JoggHook.rehost_url` fetch media from private,
+        loopback, link-local and other non-public addresses (off: such URLs are refused)
     """
 
     base_url: str
@@ -498,6 +501,7 @@ class JoggConnectionConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
+    allow_private_media_urls: bool = False
 
     @property
     def key_id(self) -> str:
@@ -529,26 +533,62 @@ class JoggConnectionConfig:
         """Validate one Airflow connection's fields. Raises :class:`JoggConfigError` naming the connection."""
         # forms may store extras with the "extra__jogg__" prefix; accept both spellings
         extra = {str(k).removeprefix("extra__jogg__"): v for k, v in (extra or {}).items()}
-        if not password:
+        # keys pasted from a mounted secret file usually end with a newline: it is not part of the key
+        api_key = password.strip() if isinstance(password, str) else password
+        if not api_key:
             raise exc.JoggConfigError(
                 f"Connection {conn_id!r} has no API key: put your JoggAI API key in its password "
                 "(shown as 'API Key' in the connection form)."
+            )
+        problem = header_value_problem(api_key)
+        if problem:  # never the key itself in the message, only what is wrong with it
+            raise exc.JoggConfigError(
+                f"Connection {conn_id!r}: the API key (password) {problem}, so it cannot be sent in the "
+                "x-api-key header. Copy the key again from the JoggAI dashboard."
             )
         allow_insecure = _extra_bool(conn_id, extra, "allow_insecure_http", False)
         platform = extra.get("api_platform")
         if platform is not None and not isinstance(platform, str):
             raise exc.JoggConfigError(f"Connection {conn_id!r}: extra 'api_platform' must be a string.")
+        platform = (platform or "").strip() or None
+        problem = header_value_problem(platform or "")
+        if problem:
+            raise exc.JoggConfigError(
+                f"Connection {conn_id!r}: extra 'api_platform' {problem}, so it cannot be sent in the "
+                f"x-api-platform header (got {platform!r})."
+            )
         return cls(
             base_url=normalize_base_url(conn_id, host, port, allow_insecure_http=allow_insecure),
-            api_key=password,
-            api_platform=platform or None,
+            api_key=api_key,
+            api_platform=platform,
             timeout=_extra_number(conn_id, extra, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
             max_retries=int(_extra_number(conn_id, extra, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
             retry_backoff=_extra_number(conn_id, extra, "retry_backoff", DEFAULT_RETRY_BACKOFF),
             max_requests_per_second=_extra_number(
                 conn_id, extra, "max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND
             ),
+            allow_private_media_urls=_extra_bool(conn_id, extra, "allow_private_media_urls", False),
         )
+
+
+def header_value_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as an HTTP header value (``None``: nothing), never the value itself.
+
+    Only printable ASCII without spaces is accepted: an API key or a platform name has no use for
+    anything else, and ``requests`` and ``aiohttp`` reject or mangle the rest in different ways.
+    """
+    for char in value:
+        if char in " \t":
+            return "contains whitespace"
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return f"contains a control character (U+{ord(char):04X})"
+        if ord(char) > 0x7E:
+            return "contains a non-ASCII character"
+    return None
+
+
+#: a host name as both HTTP clients read it: dot-separated labels of letters, digits, '-' and '_'
+_HOST_NAME = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.?")
 
 
 def normalize_base_url(
@@ -559,45 +599,115 @@ def normalize_base_url(
 
     A plain ``http://`` URL is refused for any host other than loopback unless
     ``allow_insecure_http`` is set: the API key would cross the network in clear text.
+
+    The URL is read once, strictly, so that the host checked here is the host ``requests``
+    (urllib3) and ``aiohttp`` (yarl) connect to: backslashes, whitespace, control and non-ASCII
+    characters, a user name or password (``user:pass@``) and anything but a plain host name or IP
+    address in the host are refused, since those are where URL parsers disagree.
     """
     raw = (host or "").strip() or DEFAULT_BASE_URL
     if "://" not in raw:
         raw = "https://" + raw
-    parts = urlsplit(raw)
-    problem = None
-    if parts.scheme not in ("http", "https"):
-        problem = f"scheme {parts.scheme!r} is not http or https"
-    elif not parts.hostname:
-        problem = "it has no host name"
-    elif parts.query or parts.fragment:
-        problem = "it must not have a query string or fragment"
-    if problem:
-        raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} is invalid: {problem}. "
+    shown = _redact_userinfo(raw)
+
+    def invalid(problem: str) -> exc.JoggConfigError:
+        return exc.JoggConfigError(
+            f"Connection {conn_id!r}: base URL {shown!r} is invalid: {problem}. "
             "Use e.g. 'https://api.jogg.ai' or 'https://api.jogg.ai/open'."
         )
-    netloc = parts.netloc
+
+    for char in raw:
+        if char == "\\":
+            raise invalid("it contains a backslash")
+        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
+            raise invalid(f"it contains whitespace or a control character (U+{ord(char):04X})")
+        if ord(char) > 0x7E:
+            raise invalid("it contains a non-ASCII character (write an international name in its xn-- form)")
+    if "@" in raw:
+        # requests would send it as Basic auth and show it wherever the base URL is shown
+        raise invalid(
+            "it contains '@' (a user name or password?). The API authenticates with the key alone: "
+            "remove the credentials from the host and put the API key in the connection's password"
+        )
     try:
-        has_port = parts.port is not None
+        parts = urlsplit(raw)
+    except ValueError as error:  # e.g. an unbalanced '[' of an IPv6 address
+        raise invalid(str(error)) from None
+    if parts.scheme not in ("http", "https"):
+        raise invalid(f"scheme {parts.scheme!r} is not http or https")
+    if not parts.hostname:
+        raise invalid("it has no host name")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise invalid("it must not have a query string or fragment")
+    try:
+        url_port = parts.port
     except ValueError:
         raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} has an invalid port."
+            f"Connection {conn_id!r}: base URL {shown!r} has an invalid port."
         ) from None
-    if port and not has_port:
+    hostname = parts.hostname
+    if parts.netloc.startswith("["):
+        if "%" in hostname:  # clients decode a zone id differently; an API never needs one
+            raise invalid("an IPv6 zone id ('%') is not supported")
+        try:
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            raise invalid(f"{hostname!r} is not an IPv6 address") from None
+        netloc = f"[{hostname}]"
+    elif _HOST_NAME.fullmatch(hostname):
+        netloc = hostname
+    else:
+        raise invalid(f"{hostname!r} is not a host name or IP address")
+    if url_port is not None:
+        netloc = f"{netloc}:{url_port}"
+    if parts.netloc.lower() != netloc:
+        # e.g. "host:0080" or "host:": what is left over is read differently by different clients
+        raise invalid(f"{parts.netloc!r} is not a plain host or host:port")
+    if port and url_port is None:
+        if not 0 < port < 65536:
+            raise exc.JoggConfigError(f"Connection {conn_id!r}: port {port!r} is not a valid port.")
         netloc = f"{netloc}:{port}"
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} uses plain http:// for a host "
+            f"Connection {conn_id!r}: base URL {shown!r} uses plain http:// for a host "
             "that is not loopback, which would send the API key in clear text. Use https://, or set "
             '"allow_insecure_http": true in the connection extra if this is really intended.'
         )
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+def redirect_refused(status: int, location: str | None, base_url: str, what: str) -> exc.JoggRedirectError:
+    """
+    The error for a 3xx answer to an API request (which is never followed). Names the host the
+    redirect points to, never its full URL, and never the key.
+    """
+    if not location:
+        target = "without a Location header"
+    else:
+        base = urlsplit(base_url)
+        try:
+            parts = urlsplit(urljoin(base_url + "/", location.strip()))
+            host, port = parts.hostname or "?", parts.port
+        except ValueError:
+            target = "to an unreadable Location"
+        else:
+            where = host if port is None else f"{host}:{port}"
+            same = (host, port) == (base.hostname, base.port)
+            target = f"to {where!r}, the API host itself" if same else f"to host {where!r}"
+    return exc.JoggRedirectError(
+        f"Jogg {what}: the API answered with a redirect {target}. API requests do not follow "
+        "redirects, so that the API key never goes to another host; the request was not processed. "
+        f"Check the connection's base URL ({base_url}): e.g. https:// instead of http://, the path "
+        "prefix (/open), or a host that moved",
+        http_status=status,
+    )
+
+
 def _redact_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
+    """The URL with anything before its last '@' in the part after the scheme hidden (credentials)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     return url
 
 
@@ -720,6 +830,7 @@ _EVENT_ERRORS: dict[str, type[exc.JoggFatalError]] = {
         exc.JoggInsufficientCreditError,
         exc.JoggParameterError,
         exc.JoggTaskNotFoundError,
+        exc.JoggRedirectError,
     )
 }
 _API_ERROR_FIELDS = ("http_status", "code", "jogg_message", "body_snippet")

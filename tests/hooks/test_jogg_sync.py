@@ -114,6 +114,36 @@ def test_missing_key_names_the_connection_and_sends_nothing(fake_jogg, set_conn)
     assert fake_jogg.count() == 0
 
 
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " "], ids=["lf", "crlf", "space"])
+def test_key_from_a_secret_file_with_a_trailing_newline_works(fake_jogg, set_conn, suffix):
+    set_conn("jogg_file_key", fake_jogg.url, key=TEST_API_KEY + suffix)
+    task_id = JoggHook("jogg_file_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert list(fake_jogg.tasks) == [task_id]
+    (request,) = fake_jogg.requests
+    assert request.headers["x-api-key"] == "<valid>"
+
+
+def test_key_with_inner_whitespace_fails_before_any_request(fake_jogg, set_conn):
+    set_conn("jogg_split_key", fake_jogg.url, key=TEST_API_KEY[:10] + "\n" + TEST_API_KEY[10:])
+    with pytest.raises(exc.JoggConfigError, match=r"'jogg_split_key'.*control character \(U\+000A\)") as info:
+        JoggHook("jogg_split_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert not isinstance(info.value, exc.JoggCreateUncertainError)
+    assert TEST_API_KEY[:10] not in str(info.value)
+    assert TEST_API_KEY[10:] not in str(info.value)
+    assert fake_jogg.count() == 0
+
+
+def test_credentials_in_the_host_are_refused_and_never_shown(fake_jogg, set_conn):
+    host = fake_jogg.url.replace("http://", "http://gwuser:gw-S3cret@")
+    set_conn("jogg_userinfo", host)
+    ok, message = JoggHook("jogg_userinfo").test_connection()
+    assert not ok
+    assert "jogg_userinfo" in message
+    assert "password" in message
+    assert "gw-S3cret" not in message
+    assert fake_jogg.count() == 0  # and so never sent as Basic auth either
+
+
 def test_key_and_accept_headers_are_sent(jogg_conn):
     JoggHook().whoami()
     (request,) = jogg_conn.requests
@@ -183,6 +213,48 @@ def test_test_connection_retries_at_most_once(jogg_conn):
     assert TEST_API_KEY not in message
     assert jogg_conn.count("GET", WHOAMI) == 2  # one retry at most, though max_retries is 3
     assert jogg_conn.count() == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Redirects: never followed, the key stays with the API host
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def elsewhere(recording_server):
+    """A second loopback host (127.0.0.2) that must never receive a request from the provider."""
+    return recording_server(host="127.0.0.2")
+
+
+REDIRECTED_CALLS = [
+    pytest.param(WHOAMI, lambda hook, server: hook.whoami(), id="whoami"),
+    pytest.param(CREATE, lambda hook, server: hook.create_lip_sync_video(VIDEO, AUDIO), id="create"),
+    pytest.param(
+        STATUS, lambda hook, server: hook.get_lip_sync_video(server.add_task(VIDEO, AUDIO)), id="status"
+    ),
+]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+@pytest.mark.parametrize(("path", "call"), REDIRECTED_CALLS)
+def test_api_redirect_is_refused_and_the_key_never_leaves(jogg_conn, elsewhere, path, call, status):
+    redirect = Fault("redirect", status=status, location=elsewhere.url + path, path=path, times=None)
+    jogg_conn.add_fault(redirect)
+    with pytest.raises(exc.JoggRedirectError, match=r"redirect to host '127\.0\.0\.2:\d+'") as info:
+        call(JoggHook(), jogg_conn)
+    assert info.value.http_status == status
+    assert_no_secret(info.value)
+    assert elsewhere.received == []  # nothing at all reached the other host, key or not
+    assert jogg_conn.count() == 1  # a misconfiguration: not retried
+    assert jogg_conn.tasks == {} or path == STATUS  # a refused create is final, never "uncertain"
+
+
+def test_api_redirect_to_the_same_host_is_refused_too(jogg_conn):
+    jogg_conn.add_fault(Fault("redirect", status=301, location="/open/v2/user/whoami", times=None))
+    ok, message = JoggHook().test_connection()
+    assert not ok
+    assert f"'{jogg_conn.url.removeprefix('http://')}', the API host itself" in message
+    assert "base URL" in message
+    assert TEST_API_KEY not in message
+    assert jogg_conn.count() == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -742,3 +814,23 @@ def test_upload_explicit_content_type_wins(jogg_conn, tmp_path):
     asset_url = JoggHook().upload_asset(path, content_type="audio/wav")
     assert jogg_conn.requests[0].json["content_type"] == "audio/wav"
     assert jogg_conn.assets[asset_url]["content_type"] == "audio/wav"
+
+
+# --------------------------------------------------------------------------------------------------
+# download
+# --------------------------------------------------------------------------------------------------
+def test_download_of_a_gzip_encoded_result_saves_the_real_media(jogg_conn, tmp_path, put_log):
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="success")
+    url = JoggHook().get_lip_sync_video(task_id).result_url
+    expected = jogg_conn.task_media(task_id).video
+    jogg_conn.add_fault(Fault("gzip", path="/files/", times=None))  # a CDN that compresses anyway
+    hook = JoggHook()
+    seen = put_log(hook)
+    destination = tmp_path / "result.mp4"
+    assert hook.download(url, destination) == len(expected)
+    assert destination.read_bytes() == expected  # the decoded MP4, not the gzip stream
+    assert list(tmp_path.iterdir()) == [destination]  # no partial file left behind
+    (response,) = seen  # one attempt: the size check compared like with like
+    assert response.request.headers["Accept-Encoding"] == "identity"
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) != len(expected)

@@ -267,6 +267,7 @@ async def test_unknown_status_is_not_terminal(jogg_conn):
         ("no-permission", "JoggPermissionError", "18025"),
         ("no-data", "JoggResponseError", "without 'data'"),
         ("no-status", "JoggResponseError", "no 'status'"),
+        ("redirect", "JoggRedirectError", "elsewhere.example"),
     ],
 )
 async def test_fatal_errors_end_with_one_error_event(fake_jogg, set_conn, setup, error_type, text):
@@ -276,6 +277,9 @@ async def test_fatal_errors_end_with_one_error_event(fake_jogg, set_conn, setup,
         fake_jogg.add_fault(Fault("business", path=STATUS, code=18025, msg="No permission", times=None))
     if setup == "no-data":
         fake_jogg.add_fault(Fault("envelope", path=STATUS, body='{"code": 0, "msg": "ok"}', times=None))
+    if setup == "redirect":
+        location = "https://elsewhere.example/v2/lip_sync_video/x"
+        fake_jogg.add_fault(Fault("redirect", path=STATUS, location=location, times=None))
     if setup == "no-status":
         fake_jogg.add_fault(
             Fault(
