@@ -35,9 +35,10 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-## Debian's ffmpeg for the media tests (idempotent; apt-get needs root)
-system-deps:
-	scripts/install_system_deps.sh
+## Every Debian package a suite uses: ui-deps + distributed-deps (idempotent; apt-get needs root).
+## make test needs none (the media tests' ffmpeg/ffprobe come with the dev extra)
+system-deps: venv
+	scripts/install_system_deps.sh $(VENV)/bin/python
 
 ## Debian's chromium + Playwright for the UI tests (idempotent; apt-get needs root)
 ui-deps: venv

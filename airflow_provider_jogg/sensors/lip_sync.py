@@ -13,7 +13,7 @@ from airflow_provider_jogg._compat import AirflowRescheduleException, AirflowSen
 from airflow_provider_jogg.completion import DEFERRAL_GRACE, LipSyncCompletionMixin
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
-from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_task_id
+from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_task_id, validate_wait_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,8 +51,10 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
     :param jogg_task_id: the Jogg task id (templated), e.g. ``"{{ ti.xcom_pull(task_ids='lip_sync') }}"``
     :param jogg_conn_id: the Airflow connection id (templated)
     :param deferrable: wait in the triggerer (default ``True``)
-    :param poke_interval: seconds between two status polls, in every mode (fractions allowed)
-    :param timeout: seconds to wait in all before failing with ``AirflowSensorTimeout`` (default 3 h)
+    :param poke_interval: seconds between two status polls, in every mode (fractions allowed, above 0;
+        a ``timedelta`` too)
+    :param timeout: seconds to wait in all before failing with ``AirflowSensorTimeout`` (default 3 h;
+        above 0)
     :param output_path: where to save the result video (templated): a local path, a URI
         (``file://``, ``s3://``, ...) or an ``ObjectStoragePath``; ``None`` saves nothing
     :param cover_output_path: where to save the cover image (templated), same forms
@@ -68,13 +70,18 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
         jogg_task_id: str,
         jogg_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = True,
-        poke_interval: float = 10,
-        timeout: float = DEFAULT_SENSOR_TIMEOUT,
+        poke_interval: float | datetime.timedelta = 10,
+        timeout: float | datetime.timedelta = DEFAULT_SENSOR_TIMEOUT,
         output_path: Any = None,
         cover_output_path: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        # stricter than BaseSensorOperator, which takes 0 (a tight poll loop) and NaN
+        super().__init__(
+            poke_interval=validate_wait_seconds(poke_interval, "poke_interval"),
+            timeout=validate_wait_seconds(timeout, "timeout"),
+            **kwargs,
+        )
         self.jogg_task_id = jogg_task_id
         self.jogg_conn_id = jogg_conn_id
         self.deferrable = deferrable

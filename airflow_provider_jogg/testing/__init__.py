@@ -30,10 +30,27 @@ From a shell (for the demo, or a DAG run by hand)::
 Over HTTP, ``/_fake/requests`` lists the recorded API requests, ``/_fake/tasks`` the tasks,
 ``POST /_fake/faults`` adds a :class:`Fault` (a JSON object with the same fields) and
 ``POST /_fake/reset`` clears faults and recorded requests.
+
+Between the provider and the server, :class:`FaultProxy` breaks the network on demand: responses
+cut by a TCP reset after N bytes, responses stalled past the client's timeout, refused
+connections::
+
+    with FakeJoggServer(api_key="test-key") as server, FaultProxy(server.url) as proxy:
+        # point the Jogg connection at proxy.url instead of server.url
+        proxy.inject("refuse")
+        ...
+        proxy.heal()
 """
 
 from __future__ import annotations
 
+from airflow_provider_jogg.testing.proxy import (
+    PROXY_FAULT_KINDS,
+    FaultProxy,
+    ProxyConnection,
+    ProxyFault,
+    ProxyStats,
+)
 from airflow_provider_jogg.testing.server import (
     FAILURE_MESSAGE,
     FAULT_KINDS,
@@ -43,4 +60,16 @@ from airflow_provider_jogg.testing.server import (
     RecordedRequest,
 )
 
-__all__ = ["FAILURE_MESSAGE", "FAULT_KINDS", "PLAYBACK_TYPES", "FakeJoggServer", "Fault", "RecordedRequest"]
+__all__ = [
+    "FAILURE_MESSAGE",
+    "FAULT_KINDS",
+    "PLAYBACK_TYPES",
+    "PROXY_FAULT_KINDS",
+    "FakeJoggServer",
+    "Fault",
+    "FaultProxy",
+    "ProxyConnection",
+    "ProxyFault",
+    "ProxyStats",
+    "RecordedRequest",
+]

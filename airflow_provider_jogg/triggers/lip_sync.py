@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,17 +38,23 @@ class LipSyncTrigger(BaseTrigger):
         passes. The connection is looked up once per run, with the async connection API; the key never
         enters the trigger's kwargs.
 
-        The trigger holds no timer of its own: every wait on one account in one event loop is polled
+        The trigger holds no polling timer of its own: every wait on one account in one event loop is polled
         by that account's :class:`~airflow_provider_jogg.triggers.polling.PollScheduler`, which sends
         due polls together on a 50 ms grid over the loop's one shared session, and wakes the trigger
         only to log a new status or a retried failure, and to end the wait. The first poll comes
-        after ``poll_interval`` x U(0.5, 1.5), the next ones ``poll_interval`` x U(0.99, 1.01) apart.
+        after ``poll_interval`` x U(0.5, 1.5) (and not before ``not_before``), the next ones
+        ``poll_interval`` x U(0.99, 1.01) apart. ``end_time`` is kept by a timer of its own, so a
+        ``Retry-After`` pause or a slow answer never delays the timeout event.
 
     :param jogg_task_id: the Jogg task id
     :param jogg_conn_id: the Airflow connection id
     :param poll_interval: seconds between two polls (fractions allowed)
     :param end_time: wall-clock epoch seconds after which the trigger fires a ``timeout`` event;
         wall clock on purpose, because a trigger resumes in another process after a restart
+    :param not_before: wall-clock epoch seconds before which the trigger neither polls nor fires any
+        event (``None``: no such floor). The operators set it to the deferral time plus
+        ``[jogg] min_deferral_seconds`` or a ``Retry-After``, whichever is later: Airflow fails a task
+        whose trigger fires before the scheduler has processed the deferral (apache/airflow#67287).
     """
 
     def __init__(
@@ -56,12 +63,14 @@ class LipSyncTrigger(BaseTrigger):
         jogg_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         end_time: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.jogg_task_id = jogg_task_id
         self.jogg_conn_id = jogg_conn_id
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
+        self.not_before = None if not_before is None else float(not_before)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # a persistent schema: later versions may only add keyword arguments with defaults
@@ -72,11 +81,17 @@ class LipSyncTrigger(BaseTrigger):
                 "jogg_conn_id": self.jogg_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
+        if self.not_before is not None:
+            # whatever ended the wait (even a bad connection), no event before the floor
+            delay = self.not_before - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -97,7 +112,7 @@ class LipSyncTrigger(BaseTrigger):
             )
         # this trigger's task sleeps until the account's scheduler has news: no timer, no wake-up per poll
         scheduler = PollScheduler.for_config(config)
-        wait = await scheduler.register(task_id, self.poll_interval, self.end_time)
+        wait = await scheduler.register(task_id, self.poll_interval, self.end_time, self.not_before)
         started = time.time()
         try:
             while True:
@@ -148,4 +163,4 @@ class LipSyncTrigger(BaseTrigger):
             )
             return result_event(note.result)
         assert self.end_time is not None  # only a wait with an end time times out
-        return timeout_event(task_id, self.end_time)
+        return timeout_event(task_id, self.end_time, failures=note.failures, cause=note.cause)

@@ -4,17 +4,19 @@ One poll scheduler per event loop and Jogg account: how thousands of waits in a 
 A plain trigger sleeps between polls in its own task: every poll costs a timer, a wake-up of the
 trigger's task (in Airflow's triggerer through a greenback portal and a logging context) and an
 event-loop iteration of its own. Here a waiting :class:`~airflow_provider_jogg.triggers.lip_sync.
-LipSyncTrigger` holds no timer and sleeps on one future for its whole wait. The account's
-:class:`PollScheduler` keeps every wait in time buckets on a grid of :data:`TICK` seconds of the
-loop clock, wakes once per bucket that holds due polls, and sends them from a small set of worker
-tasks ("lanes", at most one per pooled connection) over the loop's shared ``aiohttp`` session.
+LipSyncTrigger` holds no polling timer (only one for its deadline) and sleeps on one future for
+its whole wait. The account's :class:`PollScheduler` keeps every wait in time buckets on a grid
+of :data:`TICK` seconds of the loop clock, wakes once per bucket that holds due polls, and sends
+them from a small set of worker tasks ("lanes", at most one per pooled connection) over the loop's
+shared ``aiohttp`` session.
 A trigger's task is woken only when there is something to say: its first status, a status
 change, a retried failure to log, and the end of the wait.
 
 Polls stay spread: the first comes after ``poll_interval`` times a factor in
 ``[1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD]``, each next one ``poll_interval`` times a factor in
 ``[1 - POLL_JITTER, 1 + POLL_JITTER]`` after the previous one was due (not after it was answered, so
-a wait keeps its cadence, and on average it is exactly ``poll_interval``).
+a wait keeps its cadence, and on average it is exactly ``poll_interval``). No poll goes out before
+a wait's ``not_before`` (the deferral floor or a ``Retry-After`` the worker saw).
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ class Note:
 
     ``kind`` is ``status`` (a new, not final status), ``retry`` (a transient failure, retried after
     ``next_in`` seconds) or ``end``: the task ended (``result``), a fatal
-    ``error`` ended the wait, an unexpected ``crash`` happened, or (none of these) the wait timed out.
+    ``error`` ended the wait, an unexpected ``crash`` happened, or (none of these) the wait timed out,
+    with ``cause`` the error of its latest poll if its last ``failures`` polls failed.
     """
 
-    __slots__ = ("crash", "error", "failures", "kind", "next_in", "result", "status")
+    __slots__ = ("cause", "crash", "error", "failures", "kind", "next_in", "result", "status")
 
     def __init__(
         self,
@@ -70,8 +73,10 @@ class Note:
         crash: BaseException | None = None,
         next_in: float = 0.0,
         failures: int = 0,
+        cause: exc.JoggError | None = None,
     ) -> None:
         self.kind = kind
+        self.cause = cause
         self.status = status
         self.result = result
         self.error = error
@@ -81,16 +86,22 @@ class Note:
 
 
 class Wait:
-    """One task's wait, as the scheduler keeps it (a few hundred bytes: no task, no timer)."""
+    """
+    One task's wait, as the scheduler keeps it (a few hundred bytes: no task; one timer handle, for
+    its deadline, only when it has an end time).
+    """
 
     __slots__ = (
         "active",
         "deadline",
         "due",
         "end_time",
+        "ended",
+        "expiry",
         "failures",
         "future",
         "interval",
+        "last_error",
         "notes",
         "raw_status",
         "task_id",
@@ -103,8 +114,11 @@ class Wait:
         self.deadline = deadline  # the same instant on the loop clock
         self.due = 0.0
         self.failures = 0
+        self.last_error: exc.JoggError | None = None  # of the latest failed poll, while they fail
         self.raw_status: str | None = None
         self.active = True
+        self.ended = False  # the one "end" note was told: later answers are ignored
+        self.expiry: asyncio.TimerHandle | None = None
         self.notes: list[Note] = []
         self.future: asyncio.Future[None] | None = None
 
@@ -118,6 +132,16 @@ class Wait:
                 self.future = None
         notes, self.notes = self.notes, []
         return notes
+
+    def end(self, note: Note) -> None:
+        """Tell the one note of kind ``end`` (later calls do nothing)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        self.tell(note)
 
     def tell(self, note: Note) -> None:
         self.notes.append(note)
@@ -168,8 +192,14 @@ class PollScheduler:
             scheduler = per_loop[config] = cls(config)
         return scheduler
 
-    async def register(self, task_id: str, interval: float, end_time: float | None) -> Wait:
-        """Start polling a task: first after ``interval`` x U(1 - spread, 1 + spread) seconds."""
+    async def register(
+        self, task_id: str, interval: float, end_time: float | None, not_before: float | None = None
+    ) -> Wait:
+        """
+        Start polling a task: first after ``interval`` x U(1 - spread, 1 + spread) seconds, and not
+        before ``not_before`` (wall clock). At ``end_time`` (wall clock) the wait ends with a timeout,
+        whatever is in flight and even while a ``Retry-After`` holds the account.
+        """
         if self._closed:
             raise RuntimeError("PollScheduler used after it closed")
         if self._waits == 0:
@@ -181,14 +211,31 @@ class PollScheduler:
         if interval / 10 < self.tick:
             self.tick = max(interval / 10, 0.001)
         first = interval * random.uniform(1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD)
+        floor = 0.0 if not_before is None else not_before - time.time()
+        if first < floor:  # spread the waits that reach their floor together
+            first = floor + interval * random.uniform(0, FIRST_POLL_SPREAD)
+        if deadline is not None:
+            # the deadline holds its own timer: a poll in flight, a lane waiting for a send slot or
+            # an account closed by a Retry-After must not delay the timeout event
+            wait.expiry = self._loop.call_at(deadline, self._expire, wait)
         self._schedule(wait, now + first)
         return wait
+
+    @staticmethod
+    def _expire(wait: Wait) -> None:
+        wait.expiry = None
+        if wait.active:
+            # timed out; a timeout during an outage names what the polls kept failing with
+            wait.end(Note("end", failures=wait.failures, cause=wait.last_error))
 
     async def unregister(self, wait: Wait) -> None:
         """Stop polling a task (idempotent); the last wait out closes the scheduler down."""
         if not wait.active:
             return
         wait.active = False
+        if wait.expiry is not None:
+            wait.expiry.cancel()
+            wait.expiry = None
         self._waits -= 1
         if self._waits > 0:
             return
@@ -215,7 +262,7 @@ class PollScheduler:
     # --- time buckets ---
     def _schedule(self, wait: Wait, due: float) -> None:
         if wait.deadline is not None and due > wait.deadline:
-            due = wait.deadline
+            return  # no poll after the deadline: its timer ends the wait
         wait.due = due
         tick = self.tick
         key = math.ceil(due / tick) * tick
@@ -276,36 +323,33 @@ class PollScheduler:
         while not self._closed:
             while ready:
                 wait = ready.popleft()
-                if wait.active:
+                if wait.active and not wait.ended:
                     try:
                         await poll(wait)
                     except Exception as error:  # a bug must end this wait loudly, not stall it
-                        wait.tell(Note("end", crash=error))
+                        wait.end(Note("end", crash=error))
             future = loop.create_future()
             self._idle.append(future)
             await future
 
     async def _poll(self, wait: Wait) -> None:
-        now = self._loop.time()
-        if wait.deadline is not None and now >= wait.deadline:
-            wait.tell(Note("end"))  # timed out
-            return
         try:
             data = await self.client.poll(wait.task_id)
             raw = data["status"]
             # a status seen before needs nothing more; a new one is parsed and checked in full
             result = None if raw == wait.raw_status else parse_lip_sync_result(data, wait.task_id)
         except exc.JoggAPIError as error:
-            if wait.active:
+            if wait.active and not wait.ended:
                 self._failed(wait, error)
             return
-        if not wait.active:
+        if not wait.active or wait.ended:
             return
         wait.failures = 0
+        wait.last_error = None
         if result is not None:
             wait.raw_status = raw
             if result.is_terminal:
-                wait.tell(Note("end", result=result))
+                wait.end(Note("end", result=result))
                 return
             wait.tell(Note("status", status=result.status))
         interval = wait.interval
@@ -320,9 +364,10 @@ class PollScheduler:
 
     def _failed(self, wait: Wait, error: exc.JoggAPIError) -> None:
         if not error.transient:
-            wait.tell(Note("end", error=error))
+            wait.end(Note("end", error=error))
             return
         wait.failures += 1
+        wait.last_error = error
         retry_after = getattr(error, "retry_after", None)
         delay = backoff_delay(wait.failures, self.config.retry_backoff, retry_after)
         if not isinstance(error, exc.JoggRateLimitError):

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from typing import TYPE_CHECKING, Any
+
+from tests.media_binaries import FFMPEG, FFPROBE
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from airflow.models.dagrun import DagRun
     from airflow.sdk import DAG
-
-FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
-FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
 
 
 def _ffmpeg(*args: str) -> None:

@@ -1,8 +1,9 @@
 """
 The media examples (``example_dags/example_jogg_*``) run for real through ``dag.test()``: real files
 made with ffmpeg, the fake Jogg server muxing them into a real MP4, ffprobe checking what lands on
-disk or in a bucket. Also the provider features they rely on: uploads, downloads that never look
-complete when they are not, ``wait_for_completion``, ``upload_public_urls``, asset events.
+disk or in a bucket (the static ffmpeg and ffprobe of the dev extra's wheel: tests/media_binaries.py).
+Also the provider features they rely on: uploads, downloads that never look complete when they are
+not, ``wait_for_completion``, ``upload_public_urls``, asset events.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import csv
 import datetime
 import itertools
 import json
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from airflow_provider_jogg.testing.dagrun import load_dag, run_dag, task_states,
 from tests.conftest import ROOT, TEST_API_KEY, conn_json
 from tests.dags.media_fixtures import (
     FFMPEG,
+    FFPROBE,
     decode_errors,
     fast_polls,
     leftovers,
@@ -83,11 +87,12 @@ def media(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def media_jogg(monkeypatch):
     """
-    ``jogg_default`` on a fake Jogg server that builds real results with Debian's ffmpeg: the uploaded
-    clip with the uploaded audio muxed in (the shared ``fake_jogg`` serves a fixed sample, for speed).
+    ``jogg_default`` on a fake Jogg server that builds real results with the wheel's ffmpeg: the
+    uploaded clip with the uploaded audio muxed in (the shared ``fake_jogg`` serves a fixed sample,
+    for speed).
     """
     server = FakeJoggServer(
-        api_key=TEST_API_KEY, pending_seconds=0.05, processing_seconds=0.25, ffmpeg=FFMPEG
+        api_key=TEST_API_KEY, pending_seconds=0.05, processing_seconds=0.25, ffmpeg=FFMPEG, ffprobe=FFPROBE
     ).start()
     monkeypatch.setenv("AIRFLOW_CONN_JOGG_DEFAULT", conn_json(server.url))
     try:
@@ -110,7 +115,27 @@ def check_result(result: dict[str, Any], server) -> None:
 # --------------------------------------------------------------------------------------------------
 # example_jogg_upload_lip_sync_transcode
 # --------------------------------------------------------------------------------------------------
-def test_upload_lip_sync_transcode_example(media_jogg, media, tmp_path):
+@pytest.fixture
+def ffmpeg_on_path(tmp_path, monkeypatch) -> Path:
+    """
+    The wheel's ffmpeg as ``ffmpeg`` first on ``PATH`` (a symlink in a temporary folder, for this
+    test only): found by name, as on a worker with ffmpeg installed.
+    """
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "ffmpeg").symlink_to(FFMPEG)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(folder), os.environ.get("PATH", "")]))
+    return folder / "ffmpeg"
+
+
+def transcode_task():
+    dag = load_dag(
+        EXAMPLES / "example_jogg_upload_lip_sync_transcode.py", "example_jogg_upload_lip_sync_transcode"
+    )
+    return dag.get_task("transcode")
+
+
+def test_upload_lip_sync_transcode_example(media_jogg, media, tmp_path, ffmpeg_on_path):
     dag = fast_polls(
         load_dag(
             EXAMPLES / "example_jogg_upload_lip_sync_transcode.py", "example_jogg_upload_lip_sync_transcode"
@@ -124,7 +149,7 @@ def test_upload_lip_sync_transcode_example(media_jogg, media, tmp_path):
             "audio_path": str(media["audio"]),
             "output_dir": str(out),
             "rendition_height": 120,
-            "ffmpeg": FFMPEG,  # Debian's, /usr/bin/ffmpeg
+            # no "ffmpeg": the param's default, the name "ffmpeg", is looked up on PATH
         },
     )
     assert task_states(dag_run) == dict.fromkeys(
@@ -181,6 +206,28 @@ def test_upload_lip_sync_transcode_example(media_jogg, media, tmp_path):
         "credits": result["credits"],
     }
     assert leftovers(out) == []
+
+
+def test_transcode_example_takes_the_path_of_an_ffmpeg_off_path(media, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no ffmpeg by name
+    source = tmp_path / "task-1" / "lip_synced.mp4"
+    source.parent.mkdir()
+    source.write_bytes(media["video"].read_bytes())
+    transcode = transcode_task().python_callable
+    params = {"rendition_height": 120}
+
+    rendition = Path(transcode({"output_path": str(source)}, {**params, "ffmpeg": FFMPEG}))
+    assert rendition == source.with_name("lip_synced_120p.mp4")
+    info = probe(rendition)
+    assert (info["streams"]["video"]["codec_name"], info["streams"]["video"]["height"]) == ("h264", 120)
+    assert info["duration"] == pytest.approx(CLIP_SECONDS, abs=0.15)
+    assert leftovers(tmp_path) == []
+
+    with pytest.raises(FileNotFoundError, match=r"ffmpeg not found: 'ffmpeg' .*'ffmpeg' param"):
+        transcode({"output_path": str(source)}, {**params, "ffmpeg": "ffmpeg"})
+    missing = str(tmp_path / "no" / "ffmpeg")
+    with pytest.raises(FileNotFoundError, match=re.escape(repr(missing))):
+        transcode({"output_path": str(source)}, {**params, "ffmpeg": missing})
 
 
 # --------------------------------------------------------------------------------------------------

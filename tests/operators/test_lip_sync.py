@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import textwrap
+
 import pytest
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg._compat import AirflowFailException
 from airflow_provider_jogg.operators.lip_sync import LipSyncOperator
 from airflow_provider_jogg.testing import Fault
+from airflow_provider_jogg.testing.dagrun import load_dag
 
 VIDEO, AUDIO = "https://m.example/v.mp4", "https://m.example/a.mp3"
 
@@ -74,3 +78,48 @@ def test_rate_limit_is_retried_to_exactly_one_task(jogg_conn):
     task_id = operator().execute({})
     assert list(jogg_conn.tasks) == [task_id]
     assert jogg_conn.create_count == 3
+
+
+#: wait settings no wait can use: a zero or negative interval polls in a tight loop, NaN compares
+#: false with everything, infinity never polls again; a bool or a string is a mistake
+BAD_WAIT_SECONDS = [0, -1, -0.5, float("nan"), float("inf"), True, "10", None]
+BAD_WAIT_IDS = ["zero", "negative", "negative-fraction", "nan", "inf", "bool", "string", "none"]
+
+
+@pytest.mark.parametrize("name", ["poke_interval", "timeout"])
+@pytest.mark.parametrize("value", BAD_WAIT_SECONDS, ids=BAD_WAIT_IDS)
+def test_bad_wait_seconds_are_refused_at_construction(name, value):
+    with pytest.raises(exc.JoggConfigError, match=name) as info:
+        operator(**{name: value})
+    assert repr(value) in str(info.value)
+    assert isinstance(info.value, AirflowFailException)
+
+
+def test_wait_seconds_accept_fractions_and_timedeltas():
+    op = operator(poke_interval=0.05, timeout=datetime.timedelta(minutes=2))
+    assert (op.poke_interval, op.timeout) == (0.05, 120.0)
+
+
+def test_a_bad_poke_interval_is_a_dag_parse_error_naming_it(tmp_path):
+    dag_file = tmp_path / "bad_poke_interval.py"
+    dag_file.write_text(
+        textwrap.dedent(
+            """
+            import datetime
+            from airflow.sdk import DAG
+            from airflow_provider_jogg.operators.lip_sync import LipSyncOperator
+
+            with DAG(dag_id="bad_poke_interval", schedule=None, start_date=datetime.datetime(2026, 1, 1)):
+                LipSyncOperator(
+                    task_id="lip_sync",
+                    video_url="https://m.example/v.mp4",
+                    audio_url="https://m.example/a.mp3",
+                    wait_for_completion=True,
+                    poke_interval=0,
+                )
+            """
+        )
+    )
+    with pytest.raises(RuntimeError, match="poke_interval must be") as info:
+        load_dag(dag_file, "bad_poke_interval")
+    assert "JoggConfigError" in str(info.value)

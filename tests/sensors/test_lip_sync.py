@@ -6,7 +6,6 @@ import datetime
 import time
 
 import pytest
-from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg._compat import (
@@ -15,6 +14,7 @@ from airflow_provider_jogg._compat import (
     AirflowSensorTimeout,
     TaskDeferred,
 )
+from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
 from airflow_provider_jogg.policy import LipSyncResult, error_event, result_event, timeout_event
 from airflow_provider_jogg.sensors.lip_sync import DEFERRAL_GRACE, LipSyncSensor
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
@@ -50,6 +50,23 @@ def test_defaults_and_templates():
 def test_deferrable_ignores_airflow_default_deferrable(monkeypatch):
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
     assert LipSyncSensor(task_id="w", jogg_task_id="t").deferrable is True
+
+
+@pytest.mark.parametrize("name", ["poke_interval", "timeout"])
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, float("nan"), float("inf"), True, datetime.timedelta(0)],
+    ids=["zero", "negative", "nan", "inf", "bool", "zero-timedelta"],
+)
+def test_bad_wait_seconds_are_refused_at_construction(name, value):
+    with pytest.raises(exc.JoggConfigError, match=name) as info:
+        sensor(jogg_task_id="t", **{name: value})
+    assert isinstance(info.value, AirflowFailException)
+
+
+def test_wait_seconds_accept_fractions_and_timedeltas():
+    s = sensor(jogg_task_id="t", poke_interval=datetime.timedelta(seconds=0.5), timeout=0.3)
+    assert (s.poke_interval, s.timeout) == (0.5, 0.3)
 
 
 # --- deferrable ----------------------------------------------------------------------------------------
@@ -108,18 +125,57 @@ def test_rate_limited_first_check_waits_retry_after_in_the_triggerer(jogg_conn):
     task_id = processing_task(jogg_conn)
     jogg_conn.add_fault(Fault("status", status=429, path=STATUS, retry_after="30"))
     s = sensor(jogg_task_id=task_id)
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = time.time()
     with pytest.raises(TaskDeferred) as info:
         s.execute({})
-    assert isinstance(info.value.trigger, DateTimeTrigger)
-    assert info.value.method_name == "resume_after_rate_limit"
-    moment = info.value.trigger.serialize()[1]["moment"]
-    assert moment >= before + datetime.timedelta(seconds=30)
-    # once Retry-After has passed, the real wait starts
-    with pytest.raises(TaskDeferred) as info:
-        s.resume_after_rate_limit({}, event={"moment": moment})
+    # no short deferral of our own (a DateTimeTrigger firing within seconds of the deferral meets
+    # Airflow's deferral race): straight into the real wait, which polls only after Retry-After
     assert isinstance(info.value.trigger, LipSyncTrigger)
+    assert info.value.method_name == "execute_complete"
+    kwargs = info.value.trigger.serialize()[1]
+    assert before + 30 <= kwargs["not_before"] <= time.time() + 30
+    assert kwargs["end_time"] <= time.time() + s.timeout
+    # Airflow's own deferral timeout leaves room for both
+    assert info.value.timeout >= datetime.timedelta(seconds=s.timeout + DEFERRAL_GRACE - 1)
     assert jogg_conn.count(path=STATUS) == 1
+
+
+def test_deferral_floor_from_airflow_config(jogg_conn, monkeypatch):
+    """Whatever poke_interval says, the trigger starts no earlier than [jogg] min_deferral_seconds."""
+    task_id = processing_task(jogg_conn)
+    monkeypatch.delenv("AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS")
+    before = time.time()
+    with pytest.raises(TaskDeferred) as info:
+        sensor(jogg_task_id=task_id, poke_interval=0.05).execute({})
+    not_before = info.value.trigger.serialize()[1]["not_before"]
+    assert before + DEFAULT_MIN_DEFERRAL_SECONDS <= not_before <= time.time() + DEFAULT_MIN_DEFERRAL_SECONDS
+    monkeypatch.setenv("AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS", "40")
+    with pytest.raises(TaskDeferred) as info:
+        sensor(jogg_task_id=task_id, timeout=10).execute({})
+    kwargs = info.value.trigger.serialize()[1]
+    assert kwargs["not_before"] >= before + 40
+    # a floor beyond the timeout: Airflow's deferral timeout must not fire before the trigger can
+    assert info.value.timeout >= datetime.timedelta(seconds=40 + DEFERRAL_GRACE - 1)
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf"])
+def test_invalid_deferral_floor_is_a_config_error(jogg_conn, monkeypatch, value):
+    task_id = processing_task(jogg_conn)
+    monkeypatch.setenv("AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS", value)
+    with pytest.raises(exc.JoggConfigError, match="min_deferral_seconds"):
+        sensor(jogg_task_id=task_id).execute({})
+
+
+def test_deferral_of_an_earlier_version_still_resumes(jogg_conn):
+    """A task deferred to the DateTimeTrigger of earlier versions resumes into the real wait."""
+    task_id = processing_task(jogg_conn)
+    with pytest.raises(TaskDeferred) as info:
+        sensor(jogg_task_id=task_id).resume_after_rate_limit(
+            {}, event={"moment": "2026-01-01T00:00:00+00:00"}
+        )
+    assert isinstance(info.value.trigger, LipSyncTrigger)
+    assert info.value.method_name == "execute_complete"
+    assert jogg_conn.count(path=STATUS) == 0
 
 
 def test_invalid_task_id_fails_before_any_request(jogg_conn):

