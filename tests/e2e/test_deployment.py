@@ -10,6 +10,7 @@ logs and DB rows that the earlier tests produced.
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import os
 import signal
@@ -515,7 +516,9 @@ def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
     in_flight = {
         k: v for k, v in dep.task_states(BATCH, run_id).items() if v in ("queued", "running", "deferred")
     }
+    (old_job,) = dep.query("SELECT max(id) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")[0]
     crashed = dep.crash("scheduler")
+    crashed_at = datetime.datetime.now(datetime.timezone.utc)
     replacement = dep.start_again("scheduler", crashed)
 
     states = dep.wait_for_runs(BATCH, [run_id], timeout=900)
@@ -537,6 +540,18 @@ def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
     ]
     creates = [r for r in fake.creates() if f"/e2e/{run_id}/" in str(r["json"])]
     accepted = sum(1 for r in creates if r["status"] == 200)
+    # work the crashed scheduler had queued, which its orphaned LocalExecutor workers ran after it died
+    orphaned = [
+        r
+        for r in dep.query(
+            "SELECT task_id, map_index, start_date FROM task_instance WHERE dag_id = ? AND run_id = ? "
+            "AND queued_by_job_id = ?",
+            (BATCH, run_id, old_job),
+        )
+        if r["start_date"]
+        and datetime.datetime.fromisoformat(r["start_date"]).replace(tzinfo=datetime.timezone.utc)
+        > crashed_at
+    ]
     report(
         f"scheduler crash: SIGKILL to the scheduler (pid {crashed.pid}) after {CRASH_PAIRS // 4} of "
         f"{CRASH_PAIRS} creates, with "
@@ -544,7 +559,8 @@ def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
         f"{states[run_id]} after {time.monotonic() - started:.1f} s; not successful: {len(not_ok)}; task "
         f"instances reset by the new scheduler (try > 1): {len(reset)} {sorted(reset)[:6]}; lip_sync retries "
         f"that reattached: {len(reattached)}; accepted creates {accepted} for {CRASH_PAIRS} pairs; "
-        f"state mismatches {len(mismatches)}"
+        f"state mismatches {len(mismatches)}; task instances the crashed scheduler (job {old_job}) had "
+        f"queued that its orphaned workers started after the crash: {len(orphaned)}"
     )
     assert states == {run_id: "success"}, not_ok
     assert not not_ok
