@@ -59,6 +59,7 @@ try:
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowRescheduleException,
         AirflowSensorTimeout,
         AirflowSkipException,
@@ -68,6 +69,7 @@ except ImportError:  # Airflow 3.0, 3.1
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowRescheduleException,
         AirflowSensorTimeout,
         AirflowSkipException,
@@ -133,7 +135,19 @@ async def amask_secret(secret: Any) -> None:
 
 
 async def aget_connection(conn_id: str) -> Connection:
-    """Look a connection up without blocking the event loop (``BaseHook.aget_connection``)."""
+    """
+    Look a connection up without blocking the event loop (``BaseHook.aget_connection``).
+
+    What a failed lookup raises (read in the task SDK of each line):
+
+    * ``AirflowNotFoundException`` when no secrets backend has the connection; on 3.1+ also when
+      the API server could not be reached or a secrets backend failed, since the SDK turns a
+      backend's exception or the supervisor's error answer into "not found";
+    * on 3.0, ``airflow.sdk.exceptions.AirflowRuntimeError`` (``API_SERVER_ERROR``) when the API
+      server answered the lookup with an error;
+    * on 3.2+, ``AirflowSecretsBackendAccessDenied`` (a ``PermissionError``) when the API server
+      explicitly denies access.
+    """
     getter = getattr(BaseHook, "aget_connection", None)
     if getter is not None:
         return await getter(conn_id)
@@ -381,6 +395,7 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowRescheduleException",
     "AirflowSensorTimeout",
     "AirflowSkipException",

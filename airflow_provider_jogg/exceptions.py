@@ -123,8 +123,21 @@ class JoggConnectionError(JoggTransientError):
         return {**super()._fields(), "request_sent": self.request_sent}
 
 
+class JoggNotProcessedError(JoggTransientError):
+    """
+    HTTP 408 (Request Timeout) or 425 (Too Early): the server says it did not process the request.
+
+    Unlike a 5xx this proves that nothing happened (RFC 9110 section 15.5.9, RFC 8470 section 5.2), so
+    even the create call may be sent again.
+    """
+
+
 class JoggMalformedResponseError(JoggTransientError):
-    """The body was not JSON (truncated, HTML from a gateway, plain text)."""
+    """
+    An answer that cannot be used as it is, where another attempt may get a good one: a body that is
+    not JSON (truncated, HTML from a gateway, plain text), or a status answer about another task than
+    the one asked for (a caching proxy mixing answers up).
+    """
 
 
 class JoggFatalAPIError(JoggAPIError, JoggFatalError):
@@ -133,6 +146,13 @@ class JoggFatalAPIError(JoggAPIError, JoggFatalError):
 
 class JoggResponseError(JoggFatalAPIError):
     """Valid JSON whose shape is not what the API documents (no ``code``, no ``data``, no ``status``)."""
+
+
+class JoggRedirectError(JoggFatalAPIError):
+    """
+    The API answered with a redirect (HTTP 3xx). API requests never follow one: the ``x-api-key``
+    header would go to whatever host the redirect names. Jogg's API did not process the request.
+    """
 
 
 class JoggAuthError(JoggFatalAPIError):
@@ -218,9 +238,11 @@ __all__ = [
     "JoggInsufficientCreditError",
     "JoggLipSyncFailedError",
     "JoggMalformedResponseError",
+    "JoggNotProcessedError",
     "JoggParameterError",
     "JoggPermissionError",
     "JoggRateLimitError",
+    "JoggRedirectError",
     "JoggResponseError",
     "JoggServerError",
     "JoggTaskNotFoundError",

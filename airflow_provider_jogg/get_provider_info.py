@@ -40,12 +40,19 @@ CONN_FIELDS: dict[str, Any] = {
     "max_requests_per_second": {
         "label": "Max requests per second",
         "schema": {"type": ["number", "null"], "default": 100, "minimum": 0},
-        "description": "Per account and process (e.g. one triggerer): all waits share it. 0: no limit.",
+        "description": "Per account and process (e.g. one triggerer): all waits share it; the lowest "
+        "set for an account wins. 0: no limit.",
     },
     "allow_insecure_http": {
         "label": "Allow plain http:// to non-loopback hosts",
         "schema": {"type": ["boolean", "null"], "default": False},
         "description": "Sends the API key in clear text. Only for trusted networks.",
+    },
+    "allow_private_media_urls": {
+        "label": "Allow media URLs on private addresses",
+        "schema": {"type": ["boolean", "null"], "default": False},
+        "description": "Lets upload_public_urls fetch from private, loopback and link-local addresses "
+        "and upload what it gets to Jogg. Only for trusted internal media servers.",
     },
 }
 

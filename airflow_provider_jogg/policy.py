@@ -16,16 +16,17 @@ import ipaddress
 import json
 import math
 import random
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_jogg import exceptions as exc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_CONN_ID = "jogg_default"
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -140,7 +141,10 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
     """
     Turn the ``data`` of a status answer into a :class:`LipSyncResult`.
 
-    A missing or non-string ``status`` is an error, never read as success.
+    A missing or non-string ``status`` is an error, never read as success. An answer about another
+    task than ``task_id`` is a :class:`JoggMalformedResponseError`, which is transient: Jogg answers
+    for the task it is asked about, so a different id means something in between (a caching proxy)
+    mixed answers up, and asking again may get the right one; it is never taken as this task's result.
     """
     if not isinstance(data, dict):
         raise exc.JoggResponseError(
@@ -151,11 +155,20 @@ def parse_lip_sync_result(data: Any, task_id: str) -> LipSyncResult:
         raise exc.JoggResponseError(
             f"Jogg's answer for task {task_id} has no 'status'", body_snippet=_short(data)
         )
+    returned_id = data.get("task_id")
+    # ids are compared ignoring case: the same UUID in upper case is still this task
+    if returned_id not in (None, "") and (
+        not isinstance(returned_id, str) or returned_id.strip().lower() != task_id.strip().lower()
+    ):
+        raise exc.JoggMalformedResponseError(
+            f"Jogg's answer for task {task_id} is about another task ({_short(returned_id)!r}); "
+            "not using it (a caching proxy between here and Jogg may have mixed answers up)",
+            body_snippet=_short(data),
+        )
     output: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
     error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
-    returned_id = data.get("task_id")
     return LipSyncResult(
-        task_id=returned_id if isinstance(returned_id, str) and returned_id else task_id,
+        task_id=task_id,
         status=status.strip().lower(),
         result_url=_opt_str(output.get("result_url")),
         cover_url=_opt_str(output.get("cover_url")),
@@ -199,6 +212,11 @@ _CODE_ERRORS: dict[int, tuple[type[exc.JoggAPIError], str]] = {
 }
 
 
+#: HTTP statuses by which the server says it did not process the request (RFC 9110 section 15.5.9,
+#: RFC 8470 section 5.2): retried like a 429, the create call included
+NOT_PROCESSED_STATUSES: dict[int, str] = {408: "Request Timeout", 425: "Too Early"}
+
+
 def body_snippet(body: bytes) -> str:
     """A short, printable quote of a body for error messages."""
     return body[:SNIPPET_CHARS].decode("utf-8", errors="replace")
@@ -222,13 +240,20 @@ def parse_envelope(
     :param task_id: the task id asked about, named in a "not found" error
     :raises JoggAPIError: a subclass that says what went wrong
     """
-    # 1. HTTP status first: gateways answer 429/5xx with HTML or nothing at all
+    # 1. HTTP status first: gateways answer 429/408/425/5xx with HTML or nothing at all
     if http_status == 429:
         wait = parse_retry_after(retry_after)
         raise exc.JoggRateLimitError(
             f"Jogg rate limit hit on {what}"
             + (f"; retry after {wait:g} s" if wait is not None else "; no Retry-After given"),
             retry_after=wait,
+            http_status=http_status,
+            **_envelope_fields(body),
+        )
+    if http_status in NOT_PROCESSED_STATUSES:
+        raise exc.JoggNotProcessedError(
+            f"Jogg did not process the {what} (HTTP {http_status} {NOT_PROCESSED_STATUSES[http_status]}); "
+            "it may be sent again",
             http_status=http_status,
             **_envelope_fields(body),
         )
@@ -341,10 +366,11 @@ def is_create_retryable(error: BaseException) -> bool:
     """
     Whether the create call may be sent again after ``error``.
 
-    Only two failures prove that nothing was created: an HTTP 429, and a connection that was never
-    established. Everything else may have created (and billed) a task.
+    Only what proves that nothing was created: an HTTP 429, an HTTP 408 or 425 (the server says it
+    did not process the request), and a connection that was never established. Everything else may
+    have created (and billed) a task.
     """
-    if isinstance(error, exc.JoggRateLimitError):
+    if isinstance(error, (exc.JoggRateLimitError, exc.JoggNotProcessedError)):
         return True
     return isinstance(error, exc.JoggConnectionError) and not error.request_sent
 
@@ -356,7 +382,10 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -
     Exponential from ``base``, capped at :data:`MAX_BACKOFF`, never shorter than ``retry_after``;
     jitter only adds (up to :data:`JITTER_FRACTION`), so a ``Retry-After`` is never undercut.
     """
-    delay = min(base * (2 ** max(attempt - 1, 0)), MAX_BACKOFF)
+    # the exponent is capped: an int 2**1024 no longer converts to float (OverflowError), and a wait
+    # can fail for hours in a row; any positive base reaches MAX_BACKOFF long before 2**1023
+    doublings = min(max(attempt - 1, 0), 1023)
+    delay = min(base * 2.0**doublings, MAX_BACKOFF)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay + random.uniform(0, delay * JITTER_FRACTION)
@@ -376,20 +405,29 @@ class AccountThrottle:
     ``max(P, N / R)`` seconds and none starves. A 429 closes the account until its ``Retry-After``
     has passed, for every caller at once.
 
+    All times are on the monotonic clock (``clock``), never the wall clock: a wall clock stepped
+    back (NTP, a VM resumed) would otherwise hold every request for as long as it was stepped, and
+    one stepped forward would undercut a ``Retry-After``. Callers ask for the wait with
+    :meth:`reserve` and :meth:`remaining` and pass no time of their own, so clocks cannot be mixed.
+
     :param rate: requests per second; 0 or less disables the limit
+    :param clock: seconds on a monotonic clock (``time.monotonic``; a fake one in tests)
     """
 
-    __slots__ = ("_lock", "_next_slot", "open_at", "rate")
+    __slots__ = ("_clock", "_lock", "_next_slot", "open_at", "rate")
 
-    def __init__(self, rate: float = 0.0) -> None:
+    def __init__(self, rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.open_at = 0.0
-        self._next_slot = 0.0
+        #: when (on ``clock``) the account opens again after a 429
+        self.open_at = -math.inf
+        self._next_slot = -math.inf
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def reserve(self, now: float) -> float:
+    def reserve(self) -> float:
         """Reserve the next send time; returns the seconds to wait before sending (0 to send now)."""
         with self._lock:
+            now = self._clock()
             slot = max(now, self.open_at)
             if self.rate > 0:
                 period = 1.0 / self.rate
@@ -401,11 +439,20 @@ class AccountThrottle:
     def close_for(self, seconds: float) -> None:
         """Nobody on this account sends anything for ``seconds`` (a 429's ``Retry-After``)."""
         with self._lock:
-            self.open_at = max(self.open_at, time.time() + seconds)
+            self.open_at = max(self.open_at, self._clock() + seconds)
 
     def remaining(self) -> float:
         """Seconds until the account is open again after a 429 (0 when open)."""
-        return max(self.open_at - time.time(), 0.0)
+        return max(self.open_at - self._clock(), 0.0)
+
+    def limit(self, rate: float) -> None:
+        """
+        Apply one connection's rate: the lowest real limit wins (0 or less, "no limit", never
+        replaces a real one), so a connection that allows more cannot lift another's limit.
+        """
+        with self._lock:
+            if rate > 0 and (self.rate <= 0 or rate < self.rate):
+                self.rate = rate
 
 
 _THROTTLES: dict[tuple[str, str], AccountThrottle] = {}
@@ -413,12 +460,18 @@ _THROTTLES_LOCK = threading.Lock()
 
 
 def throttle_for(base_url: str, key_id: str, rate: float) -> AccountThrottle:
-    """The process-wide throttle for one account (``key_id`` is a fingerprint, never the key)."""
+    """
+    The process-wide throttle for one account (``key_id`` is a fingerprint, never the key).
+
+    Every connection to the same account shares it, at the lowest rate any of them has set in this
+    process (see :meth:`AccountThrottle.limit`): a limit configured for the account holds however
+    many connections use it. Raising a connection's limit takes effect when the process restarts.
+    """
     throttle = _THROTTLES.get((base_url, key_id))
     if throttle is None:
         with _THROTTLES_LOCK:
             throttle = _THROTTLES.setdefault((base_url, key_id), AccountThrottle(rate))
-    throttle.rate = rate  # the latest configuration wins
+    throttle.limit(rate)
     return throttle
 
 
@@ -437,6 +490,8 @@ class JoggConnectionConfig:
     :param max_retries: retries after the first attempt for requests that are safe to repeat
     :param retry_backoff: first backoff in seconds
     :param max_requests_per_second: process-wide request rate for this account (0: no limit)
+    :param allow_private_media_urls: let :meth:`JoggHook.rehost_url` fetch media from private,
+        loopback, link-local and other non-public addresses (off: such URLs are refused)
     """
 
     base_url: str
@@ -446,6 +501,7 @@ class JoggConnectionConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
+    allow_private_media_urls: bool = False
 
     @property
     def key_id(self) -> str:
@@ -477,26 +533,62 @@ class JoggConnectionConfig:
         """Validate one Airflow connection's fields. Raises :class:`JoggConfigError` naming the connection."""
         # forms may store extras with the "extra__jogg__" prefix; accept both spellings
         extra = {str(k).removeprefix("extra__jogg__"): v for k, v in (extra or {}).items()}
-        if not password:
+        # keys pasted from a mounted secret file usually end with a newline: it is not part of the key
+        api_key = password.strip() if isinstance(password, str) else password
+        if not api_key:
             raise exc.JoggConfigError(
                 f"Connection {conn_id!r} has no API key: put your JoggAI API key in its password "
                 "(shown as 'API Key' in the connection form)."
+            )
+        problem = header_value_problem(api_key)
+        if problem:  # never the key itself in the message, only what is wrong with it
+            raise exc.JoggConfigError(
+                f"Connection {conn_id!r}: the API key (password) {problem}, so it cannot be sent in the "
+                "x-api-key header. Copy the key again from the JoggAI dashboard."
             )
         allow_insecure = _extra_bool(conn_id, extra, "allow_insecure_http", False)
         platform = extra.get("api_platform")
         if platform is not None and not isinstance(platform, str):
             raise exc.JoggConfigError(f"Connection {conn_id!r}: extra 'api_platform' must be a string.")
+        platform = (platform or "").strip() or None
+        problem = header_value_problem(platform or "")
+        if problem:
+            raise exc.JoggConfigError(
+                f"Connection {conn_id!r}: extra 'api_platform' {problem}, so it cannot be sent in the "
+                f"x-api-platform header (got {platform!r})."
+            )
         return cls(
             base_url=normalize_base_url(conn_id, host, port, allow_insecure_http=allow_insecure),
-            api_key=password,
-            api_platform=platform or None,
+            api_key=api_key,
+            api_platform=platform,
             timeout=_extra_number(conn_id, extra, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
             max_retries=int(_extra_number(conn_id, extra, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
             retry_backoff=_extra_number(conn_id, extra, "retry_backoff", DEFAULT_RETRY_BACKOFF),
             max_requests_per_second=_extra_number(
                 conn_id, extra, "max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND
             ),
+            allow_private_media_urls=_extra_bool(conn_id, extra, "allow_private_media_urls", False),
         )
+
+
+def header_value_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as an HTTP header value (``None``: nothing), never the value itself.
+
+    Only printable ASCII without spaces is accepted: an API key or a platform name has no use for
+    anything else, and ``requests`` and ``aiohttp`` reject or mangle the rest in different ways.
+    """
+    for char in value:
+        if char in " \t":
+            return "contains whitespace"
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return f"contains a control character (U+{ord(char):04X})"
+        if ord(char) > 0x7E:
+            return "contains a non-ASCII character"
+    return None
+
+
+#: a host name as both HTTP clients read it: dot-separated labels of letters, digits, '-' and '_'
+_HOST_NAME = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.?")
 
 
 def normalize_base_url(
@@ -507,45 +599,115 @@ def normalize_base_url(
 
     A plain ``http://`` URL is refused for any host other than loopback unless
     ``allow_insecure_http`` is set: the API key would cross the network in clear text.
+
+    The URL is read once, strictly, so that the host checked here is the host ``requests``
+    (urllib3) and ``aiohttp`` (yarl) connect to: backslashes, whitespace, control and non-ASCII
+    characters, a user name or password (``user:pass@``) and anything but a plain host name or IP
+    address in the host are refused, since those are where URL parsers disagree.
     """
     raw = (host or "").strip() or DEFAULT_BASE_URL
     if "://" not in raw:
         raw = "https://" + raw
-    parts = urlsplit(raw)
-    problem = None
-    if parts.scheme not in ("http", "https"):
-        problem = f"scheme {parts.scheme!r} is not http or https"
-    elif not parts.hostname:
-        problem = "it has no host name"
-    elif parts.query or parts.fragment:
-        problem = "it must not have a query string or fragment"
-    if problem:
-        raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} is invalid: {problem}. "
+    shown = _redact_userinfo(raw)
+
+    def invalid(problem: str) -> exc.JoggConfigError:
+        return exc.JoggConfigError(
+            f"Connection {conn_id!r}: base URL {shown!r} is invalid: {problem}. "
             "Use e.g. 'https://api.jogg.ai' or 'https://api.jogg.ai/open'."
         )
-    netloc = parts.netloc
+
+    for char in raw:
+        if char == "\\":
+            raise invalid("it contains a backslash")
+        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
+            raise invalid(f"it contains whitespace or a control character (U+{ord(char):04X})")
+        if ord(char) > 0x7E:
+            raise invalid("it contains a non-ASCII character (write an international name in its xn-- form)")
+    if "@" in raw:
+        # requests would send it as Basic auth and show it wherever the base URL is shown
+        raise invalid(
+            "it contains '@' (a user name or password?). The API authenticates with the key alone: "
+            "remove the credentials from the host and put the API key in the connection's password"
+        )
     try:
-        has_port = parts.port is not None
+        parts = urlsplit(raw)
+    except ValueError as error:  # e.g. an unbalanced '[' of an IPv6 address
+        raise invalid(str(error)) from None
+    if parts.scheme not in ("http", "https"):
+        raise invalid(f"scheme {parts.scheme!r} is not http or https")
+    if not parts.hostname:
+        raise invalid("it has no host name")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise invalid("it must not have a query string or fragment")
+    try:
+        url_port = parts.port
     except ValueError:
         raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} has an invalid port."
+            f"Connection {conn_id!r}: base URL {shown!r} has an invalid port."
         ) from None
-    if port and not has_port:
+    hostname = parts.hostname
+    if parts.netloc.startswith("["):
+        if "%" in hostname:  # clients decode a zone id differently; an API never needs one
+            raise invalid("an IPv6 zone id ('%') is not supported")
+        try:
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            raise invalid(f"{hostname!r} is not an IPv6 address") from None
+        netloc = f"[{hostname}]"
+    elif _HOST_NAME.fullmatch(hostname):
+        netloc = hostname
+    else:
+        raise invalid(f"{hostname!r} is not a host name or IP address")
+    if url_port is not None:
+        netloc = f"{netloc}:{url_port}"
+    if parts.netloc.lower() != netloc:
+        # e.g. "host:0080" or "host:": what is left over is read differently by different clients
+        raise invalid(f"{parts.netloc!r} is not a plain host or host:port")
+    if port and url_port is None:
+        if not 0 < port < 65536:
+            raise exc.JoggConfigError(f"Connection {conn_id!r}: port {port!r} is not a valid port.")
         netloc = f"{netloc}:{port}"
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
         raise exc.JoggConfigError(
-            f"Connection {conn_id!r}: base URL {_redact_userinfo(raw)!r} uses plain http:// for a host "
+            f"Connection {conn_id!r}: base URL {shown!r} uses plain http:// for a host "
             "that is not loopback, which would send the API key in clear text. Use https://, or set "
             '"allow_insecure_http": true in the connection extra if this is really intended.'
         )
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+def redirect_refused(status: int, location: str | None, base_url: str, what: str) -> exc.JoggRedirectError:
+    """
+    The error for a 3xx answer to an API request (which is never followed). Names the host the
+    redirect points to, never its full URL, and never the key.
+    """
+    if not location:
+        target = "without a Location header"
+    else:
+        base = urlsplit(base_url)
+        try:
+            parts = urlsplit(urljoin(base_url + "/", location.strip()))
+            host, port = parts.hostname or "?", parts.port
+        except ValueError:
+            target = "to an unreadable Location"
+        else:
+            where = host if port is None else f"{host}:{port}"
+            same = (host, port) == (base.hostname, base.port)
+            target = f"to {where!r}, the API host itself" if same else f"to host {where!r}"
+    return exc.JoggRedirectError(
+        f"Jogg {what}: the API answered with a redirect {target}. API requests do not follow "
+        "redirects, so that the API key never goes to another host; the request was not processed. "
+        f"Check the connection's base URL ({base_url}): e.g. https:// instead of http://, the path "
+        "prefix (/open), or a host that moved",
+        http_status=status,
+    )
+
+
 def _redact_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
+    """The URL with anything before its last '@' in the part after the scheme hidden (credentials)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     return url
 
 
@@ -668,6 +830,7 @@ _EVENT_ERRORS: dict[str, type[exc.JoggFatalError]] = {
         exc.JoggInsufficientCreditError,
         exc.JoggParameterError,
         exc.JoggTaskNotFoundError,
+        exc.JoggRedirectError,
     )
 }
 _API_ERROR_FIELDS = ("http_status", "code", "jogg_message", "body_snippet")

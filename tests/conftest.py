@@ -75,3 +75,14 @@ def airflow_db():
 
     reset_metadata_db()
     return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _fresh_account_throttles():
+    """No account throttle outlives a test: an account keeps the lowest rate it was given in the
+    process, and a later test's fake server may get a port an earlier one had."""
+    yield
+    from airflow_provider_jogg import policy
+
+    with policy._THROTTLES_LOCK:
+        policy._THROTTLES.clear()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+import urllib3
+import yarl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,6 +134,24 @@ def test_wrong_shape_is_a_response_error(body):
         parse_envelope(200, body)
 
 
+@pytest.mark.parametrize("status", [408, 425])
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>Request Timeout</html>", b"", envelope(408, msg="Request Timeout"), envelope(0, data={"x": 1})],
+    ids=["html", "empty", "error-envelope", "success-envelope"],
+)
+def test_408_and_425_say_the_request_was_not_processed(status, body):
+    # HTTP status first: whatever the body, the server says it did not process the request
+    with pytest.raises(exc.JoggNotProcessedError) as info:
+        parse_envelope(status, body, what="create lip-sync task")
+    error = info.value
+    assert error.http_status == status
+    assert error.transient
+    assert is_retryable(error)
+    assert is_create_retryable(error)  # nothing was created: the create may be sent again
+    assert "did not process the create lip-sync task" in str(error)
+
+
 def test_4xx_without_envelope_is_not_transient():
     with pytest.raises(exc.JoggAPIError) as info:
         parse_envelope(403, b"<html>Forbidden</html>")
@@ -169,6 +192,23 @@ def test_failed_result_keeps_error_message():
     assert result.error_message == "audio fetch failed"
 
 
+@pytest.mark.parametrize("returned", ["another-task", "T-1X", 12, ["t-1"]])
+def test_an_answer_about_another_task_is_never_this_tasks_result(returned):
+    # a caching proxy's mix-up: transient, so a wait asks again instead of ending with the wrong result
+    data = {"task_id": returned, "status": "success", "data": {"result_url": "https://x/other.mp4"}}
+    with pytest.raises(exc.JoggMalformedResponseError) as info:
+        parse_lip_sync_result(data, "t-1")
+    assert info.value.transient
+    assert "t-1" in str(info.value)
+    assert "another task" in str(info.value)
+
+
+@pytest.mark.parametrize("returned", ["t-1", "T-1", None, ""], ids=["same", "other-case", "none", "empty"])
+def test_an_answer_about_this_task_keeps_the_id_asked_for(returned):
+    result = parse_lip_sync_result({"task_id": returned, "status": "processing"}, "t-1")
+    assert result.task_id == "t-1"
+
+
 @pytest.mark.parametrize("data", [{"task_id": "t"}, {"status": ""}, {"status": 3}, None, []])
 def test_missing_status_is_never_success(data):
     with pytest.raises(exc.JoggResponseError):
@@ -207,20 +247,30 @@ def test_backoff_grows_caps_and_never_undercuts_retry_after():
         assert backoff_delay(1, 0.01, retry_after=5.0) >= 5.0
 
 
+@pytest.mark.parametrize("base", [0.0, 0.01, 1.0, 1e300], ids=["zero", "tiny", "one", "huge"])
+def test_backoff_after_thousands_of_failures_stays_capped(base):
+    # a wait that fails every poll for hours (1,025 polls is under 3 h at 10 s) must not overflow
+    cap = MAX_BACKOFF if base > 0 else 0.0
+    for attempt in (1024, 1025, 1026, 10**6):
+        assert cap <= backoff_delay(attempt, base) <= cap * (1 + JITTER_FRACTION)
+
+
 def test_which_failures_are_retried():
     rate = exc.JoggRateLimitError("r", retry_after=1)
     refused = exc.JoggConnectionError("c", request_sent=False)
     reset = exc.JoggConnectionError("c", request_sent=True)
     server = exc.JoggServerError("s", http_status=503)
     garbled = exc.JoggMalformedResponseError("m")
+    not_processed = exc.JoggNotProcessedError("n", http_status=408)
     auth = exc.JoggAuthError("a", code=10105)
-    for error in (rate, refused, reset, server, garbled):
+    for error in (rate, refused, reset, server, garbled, not_processed):
         assert is_retryable(error)
     assert not is_retryable(auth)
     assert not is_retryable(ValueError())
     # create: only what proves nothing was created
     assert is_create_retryable(rate)
     assert is_create_retryable(refused)
+    assert is_create_retryable(not_processed)
     for error in (reset, server, garbled, auth):
         assert not is_create_retryable(error)
 
@@ -261,6 +311,96 @@ def test_invalid_base_url(host):
         make_config(host)
 
 
+# what the HTTP clients make of a URL: ``requests`` parses with urllib3, ``aiohttp`` with yarl
+def clients_see(url: str) -> set[tuple[str | None, int | None]]:
+    prepared = requests.Request("GET", url + "/v2/user/whoami").prepare().url
+    parsed = urllib3.util.parse_url(url)
+    return {
+        (urlsplit(prepared).hostname, urlsplit(prepared).port),
+        ((parsed.host or "").strip("[]").lower() or None, parsed.port),
+        (yarl.URL(url).host, yarl.URL(url).explicit_port),
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("http://192.0.2.10\\@127.0.0.1", "backslash"),
+        ("http://192.0.2.10\\.127.0.0.1", "backslash"),
+        ("http://127.0.0.1 @192.0.2.10", "whitespace"),
+        ("http://127.0.0.1\t.example.com", "whitespace"),
+        ("http://127.0.0.1\n.example.com", "whitespace"),
+        ("http://127.0.0.1\x00.example.com", "control"),
+        ("http://l\u043ecalhost:9", "non-ASCII"),
+        ("http://127.0.0.1%2f@192.0.2.10", "'@'"),
+        ("http://192.0.2.10#@127.0.0.1", "'@'"),
+        ("http://192.0.2.10#.127.0.0.1", "fragment"),
+        ("http://192.0.2.10?@127.0.0.1", "'@'"),
+        ("http://127.0.0.1%2e", "not a host name"),
+        ("http://127.0.0.1:80:90", "port"),
+        ("http://127.0.0.1:0080", "host:port"),
+        ("http://127.0.0.1:", "host:port"),
+        ("http://[::1%25lo]:9", "zone id"),
+        ("http://[::1", "IPv6"),
+    ],
+    ids=[
+        "backslash-userinfo",
+        "backslash-host",
+        "space",
+        "tab",
+        "newline",
+        "nul",
+        "cyrillic-o",
+        "encoded-slash",
+        "fragment-at",
+        "fragment",
+        "query-at",
+        "percent-host",
+        "two-ports",
+        "padded-port",
+        "empty-port",
+        "zone-id",
+        "unbalanced-bracket",
+    ],
+)
+def test_crafted_base_urls_are_refused(host, problem):
+    with pytest.raises(exc.JoggConfigError, match=f"'jogg_x'.*{re.escape(problem)}"):
+        make_config(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://gwuser:gw-S3cret@127.0.0.1:8765",
+        "https://gwuser:gw-S3cret@api.jogg.ai/open",
+        "https://gw-S3cret@api.jogg.ai",
+        "https://gwuser:gw-S3cret/x@api.jogg.ai",
+        "api.jogg.ai:gw-S3cret@127.0.0.1",
+    ],
+    ids=["http-loopback", "https", "user-only", "slash-in-password", "no-scheme"],
+)
+def test_credentials_in_the_host_are_refused_without_echoing_them(host):
+    with pytest.raises(exc.JoggConfigError, match="password") as info:
+        make_config(host)
+    assert "gw-S3cret" not in f"{info.value} {info.value!r}"
+    assert "gwuser" not in str(info.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    host=st.text(alphabet="al1270.:@[]\\/%?# \t-_\u0131", min_size=1, max_size=24),
+)
+def test_an_accepted_base_url_means_the_same_host_to_every_client(scheme, host):
+    """Whatever is accepted, the host checked (e.g. for loopback) is the one both clients connect to."""
+    try:
+        config = make_config(f"{scheme}://{host}", allow_insecure_http=True)
+    except exc.JoggConfigError:
+        return
+    ours = urlsplit(config.base_url)
+    assert clients_see(config.base_url) == {(ours.hostname, ours.port)}
+
+
 def test_plain_http_refused_off_loopback_unless_allowed():
     with pytest.raises(exc.JoggConfigError, match="allow_insecure_http"):
         make_config("http://jogg.example.com")
@@ -268,6 +408,52 @@ def test_plain_http_refused_off_loopback_unless_allowed():
     assert make_config("http://jogg.example.com", allow_insecure_http="true").base_url.startswith("http://")
     with pytest.raises(exc.JoggConfigError, match="allow_insecure_http"):  # null means "not set"
         make_config("http://jogg.example.com", allow_insecure_http=None)
+
+
+@pytest.mark.parametrize("key", ["k-123\n", "  k-123", "k-123\r\n", "\tk-123 "])
+def test_surrounding_whitespace_is_stripped_from_the_key(key):
+    config = make_config("https://api.jogg.ai", password=key)
+    assert config.api_key == "k-123"
+    assert config.headers()["x-api-key"] == "k-123"
+    assert config.key_id == make_config("https://api.jogg.ai", password="k-123").key_id
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("sk-jogg-SECRET part", "whitespace"),
+        ("sk-jogg-SECRET\npart", "control character (U+000A)"),
+        ("sk-jogg-SECRET\x7fpart", "control character (U+007F)"),
+        ("sk-jogg-SECRET\u2013part", "non-ASCII"),
+    ],
+    ids=["space", "newline", "del", "en-dash"],
+)
+def test_a_key_that_is_not_a_header_value_is_refused_without_echoing_it(key, problem):
+    with pytest.raises(exc.JoggConfigError, match=re.escape(problem)) as info:
+        make_config("https://api.jogg.ai", password=key)
+    assert "jogg_x" in str(info.value)
+    assert "SECRET" not in f"{info.value} {info.value!r}"
+
+
+@pytest.mark.parametrize("key", ["", "   ", "\n"])
+def test_a_blank_key_is_a_missing_key(key):
+    with pytest.raises(exc.JoggConfigError, match="'jogg_x' has no API key"):
+        make_config("https://api.jogg.ai", password=key)
+
+
+def test_api_platform_must_be_a_header_value():
+    assert make_config(None, api_platform=" airflow\n").api_platform == "airflow"
+    assert make_config(None, api_platform="  ").api_platform is None
+    with pytest.raises(exc.JoggConfigError, match="'api_platform' contains a control character"):
+        make_config(None, api_platform="airflow\r\nX-Injected: 1")
+
+
+def test_allow_private_media_urls_extra():
+    assert make_config(None).allow_private_media_urls is False
+    assert make_config(None, allow_private_media_urls=True).allow_private_media_urls is True
+    assert make_config(None, allow_private_media_urls="true").allow_private_media_urls is True
+    with pytest.raises(exc.JoggConfigError, match="allow_private_media_urls"):
+        make_config(None, allow_private_media_urls="yes")
 
 
 def test_missing_key_names_the_connection():

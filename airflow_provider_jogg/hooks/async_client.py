@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from airflow_provider_jogg.policy import (
     LipSyncResult,
     parse_envelope,
     parse_lip_sync_result,
+    redirect_refused,
 )
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ _ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, 
 
 def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
     """
-    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL.
+    Lease the ``aiohttp`` session shared by every caller in this event loop for one base URL,
+    whatever their API key (it keeps no cookies, so nothing of one account reaches another).
 
     One pooled keep-alive session for thousands of triggers is what keeps a poll cheap; a session per
     poll (new TCP connection each time) costs several times more CPU. The session is closed when its
@@ -85,7 +86,10 @@ def acquire_shared_session(base_url: str) -> aiohttp.ClientSession:
     shared = per_loop.get(base_url)
     if shared is None or shared.session.closed:
         connector = aiohttp.TCPConnector(limit=SESSION_CONNECTION_LIMIT, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
+        # the session is shared by every account (API key) on this base URL: it must keep no
+        # per-account state, so no cookie jar (a gateway's cookie set for one key would go out with
+        # the others). The API authenticates each request by its header; cookies serve it nothing
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         # aiohttp silently re-sends an idempotent request once when a kept-alive connection drops;
         # the provider's retry policy (counted, backed off, Retry-After aware) must be the only one
         if hasattr(session, "_retry_connection"):
@@ -160,15 +164,19 @@ class AsyncJoggClient:
         says what went wrong.
         """
         throttle = self.throttle
-        delay = throttle.reserve(time.time())
+        delay = throttle.reserve()
         if delay > 0:
             await self._wait_for_slot(delay)
         session = self._session
         if session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
+            # never follow a redirect: aiohttp would re-send x-api-key to whatever host it names
             async with session.get(
-                self._status_prefix + task_id, headers=self._headers, timeout=self._timeout
+                self._status_prefix + task_id,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -182,9 +190,12 @@ class AsyncJoggClient:
                     except (ValueError, TypeError, LookupError):
                         pass
                 retry_after = resp.headers.get("Retry-After")
+                location = resp.headers.get("Location")
         except _TRANSPORT_ERRORS as error:
             raise self._transport_error(error, f"status of task {task_id}") from None
         what = f"status of task {task_id}"
+        if 300 <= status < 400:
+            raise redirect_refused(status, location, self.config.base_url, what)
         try:
             data = parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
         except exc.JoggAPIError as error:
@@ -197,17 +208,20 @@ class AsyncJoggClient:
         self, method: str, url: str, *, what: str, task_id: str | None = None, json: Any = None
     ) -> Any:
         """One request, no retry; returns the answer's ``data``. Raises a :class:`JoggAPIError` subclass."""
-        await self._wait_for_slot(self.throttle.reserve(time.time()))
+        await self._wait_for_slot(self.throttle.reserve())
         if self._session is None:
             raise RuntimeError("AsyncJoggClient used outside 'async with'")
         try:
             async with self._session.request(
-                method, url, headers=self._headers, timeout=self._timeout, json=json
+                method, url, headers=self._headers, timeout=self._timeout, json=json, allow_redirects=False
             ) as resp:
                 body = await resp.read()
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
+                location = resp.headers.get("Location")
         except _TRANSPORT_ERRORS as error:
             raise self._transport_error(error, what) from None
+        if 300 <= status < 400:
+            raise redirect_refused(status, location, self.config.base_url, what)
         try:
             return parse_envelope(status, body, retry_after=retry_after, what=what, task_id=task_id)
         except exc.JoggAPIError as error:
@@ -220,9 +234,9 @@ class AsyncJoggClient:
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
-            if throttle.open_at <= time.time():
+            if throttle.remaining() <= 0:
                 return
-            delay = throttle.reserve(time.time())
+            delay = throttle.reserve()
 
     def _transport_error(self, error: BaseException, what: str) -> exc.JoggConnectionError:
         if isinstance(error, asyncio.TimeoutError):

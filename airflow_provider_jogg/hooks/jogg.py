@@ -34,6 +34,7 @@ from airflow_provider_jogg.hooks.async_client import (
     config_from_connection,
     release_shared_session,
 )
+from airflow_provider_jogg.hooks.media_fetch import open_media, shown_url
 from airflow_provider_jogg.policy import (
     CREATE_PATH,
     DEFAULT_CONN_ID,
@@ -51,11 +52,12 @@ from airflow_provider_jogg.policy import (
     is_retryable,
     parse_envelope,
     parse_lip_sync_result,
+    redirect_refused,
     validate_media_url,
     validate_playback_type,
     validate_task_id,
 )
-from airflow_provider_jogg.storage import MediaFile, inspect_file, partial_name, to_path
+from airflow_provider_jogg.storage import MediaFile, content_type_for, inspect_file, partial_name, to_path
 
 __all__ = [
     "_ASYNC_SESSIONS",
@@ -74,6 +76,8 @@ log = logging.getLogger(__name__)
 _RETRY_PUT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: bytes per read when streaming a result to its destination
 DOWNLOAD_CHUNK = 1024 * 1024
+#: downloads ask for media as it is stored, not compressed on the way
+_IDENTITY = {"Accept-Encoding": "identity"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,7 +174,12 @@ class JoggHook(BaseHook):
     ``x-api-platform``), ``timeout`` (seconds per request, default 30), ``max_retries`` (retries after
     the first attempt, default 3, 0 disables them), ``retry_backoff`` (first backoff in seconds,
     default 1, doubling per attempt), ``max_requests_per_second`` (per account and process, default
-    100, 0 disables the limit), ``allow_insecure_http`` (default false).
+    100, 0 disables the limit), ``allow_insecure_http`` (default false), ``allow_private_media_urls``
+    (default false: :meth:`rehost_url` fetches public addresses only).
+
+    .. note::
+        API requests never follow redirects: a 3xx answer raises :class:`JoggRedirectError`, so the
+        key is never sent to another host.
 
     :param jogg_conn_id: the Airflow connection id
     """
@@ -220,20 +229,28 @@ class JoggHook(BaseHook):
         config = self.config
         throttle = config.throttle()
         while True:  # wait for our slot under the rate limit, and past any Retry-After
-            wait = throttle.reserve(time.time())
+            wait = throttle.reserve()
             if wait > 0:
                 if wait >= 1:
                     self.log.info("Waiting %.1f s (Jogg rate limit) before the %s", wait, what)
                 time.sleep(wait)
-            if throttle.open_at <= time.time():
+            if throttle.remaining() <= 0:
                 break
         try:
+            # never follow a redirect: requests would re-send x-api-key to whatever host it names
             resp = self.get_conn().request(
-                method, config.url(path), headers=config.headers(), json=json, timeout=config.timeout
+                method,
+                config.url(path),
+                headers=config.headers(),
+                json=json,
+                timeout=config.timeout,
+                allow_redirects=False,
             )
             body = resp.content
         except requests.RequestException as error:
             raise _connection_error(error, what, config.timeout) from None
+        if 300 <= resp.status_code < 400:
+            raise redirect_refused(resp.status_code, resp.headers.get("Location"), config.base_url, what)
         try:
             return parse_envelope(
                 resp.status_code,
@@ -268,8 +285,8 @@ class JoggHook(BaseHook):
         Create a lip-sync task and return its Jogg task id. Bills credits.
 
         .. note::
-            Sent again only when nothing can have been created (HTTP 429, or the connection was never
-            established). Any failure after the request was sent raises
+            Sent again only when nothing can have been created (HTTP 429, 408 or 425, or the
+            connection was never established). Any failure after the request was sent raises
             :class:`JoggCreateUncertainError`: Jogg has no idempotency key, so a second request could
             create and bill a second task.
 
@@ -417,12 +434,21 @@ class JoggHook(BaseHook):
         """
         Download a public http(s) URL and upload it as a Jogg asset (Jogg recommends re-hosting:
         third-party URLs can fail mid-task). Streamed through a temporary file, never into memory.
+
+        .. note::
+            Only public addresses are fetched, redirects included, and the answer must be media
+            for ``role`` (see :mod:`airflow_provider_jogg.hooks.media_fetch`); the connection extra
+            ``allow_private_media_urls`` lifts the address check for internal media servers.
+
+        :param url: the http(s) URL of the media
+        :param role: ``video_url`` or ``audio_url``: named in errors, and the media type expected
         """
         url = validate_media_url(url, role)
         name = Path(unquote(urlsplit(url).path)).name or "media"
+        content_type_for(name, role)  # a file name Jogg would refuse fails before any request
         with tempfile.TemporaryDirectory(prefix="jogg-rehost-") as tmp:
             local = Path(tmp) / name
-            self.download(url, local)
+            self._download(url, local, f"download of {role} {shown_url(url)}", media_role=role)
             return self._upload(inspect_file(local, role))
 
     def download(self, url: str, destination: str | os.PathLike[str] | Any) -> int:
@@ -432,31 +458,54 @@ class JoggHook(BaseHook):
         Written under a temporary name beside the destination and moved into place only when complete
         and as long as ``Content-Length`` says; a partial file is deleted. Transient failures (5xx,
         429, broken connections, short bodies) are retried with the connection's backoff.
+
+        .. note::
+            Meant for Jogg's results (``result_url``, ``cover_url``): redirects are followed and no
+            address check is made, unlike :meth:`rehost_url`. The URL comes from Jogg's
+            authenticated answer, and the bytes only go to ``destination``, which the DAG chose.
         """
         target = to_path(destination, "output_path")
-        what = f"download of {url}"
-        written: int = tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))(
-            self._download_once, url, target, what
-        )
+        written = self._download(url, target, f"download of {url}", media_role=None)
         self.log.info("Saved %s (%d bytes) to %s", url, written, target)
         return written
 
-    def _download_once(self, url: str, target: Any, what: str) -> int:
+    def _download(self, url: str, target: Any, what: str, *, media_role: str | None) -> int:
+        retrying = tenacity.Retrying(**_retry_kwargs(self.config, what, create=False, max_retries=None))
+        written: int = retrying(self._download_once, url, target, what, media_role)
+        return written
+
+    def _open_download(self, url: str, what: str, media_role: str | None) -> Any:
+        """The streamed answer: a Jogg result as it comes, or a DAG's media URL through the checks."""
+        if media_role is not None:
+            return open_media(
+                url,
+                role=media_role,
+                allow_private=self.config.allow_private_media_urls,
+                timeout=self.config.timeout,
+                what=what,
+            )
+        # no x-api-key: results are served from Jogg's CDN, not the API. Media gains nothing from
+        # compression: ask for the bytes as they are
+        return self.get_conn().get(url, stream=True, timeout=self.config.timeout, headers=_IDENTITY)
+
+    def _download_once(self, url: str, target: Any, what: str, media_role: str | None = None) -> int:
         partial = partial_name(target, uuid.uuid4().hex[:12])
         with contextlib.suppress(Exception):  # local folders must exist; object stores have none
             target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
-            # no x-api-key: results are served from Jogg's CDN, not the API
-            with self.get_conn().get(url, stream=True, timeout=self.config.timeout) as resp:
+            with self._open_download(url, what, media_role) as resp:
                 _check_plain_answer(resp, what)
                 expected = resp.headers.get("Content-Length")
                 with partial.open("wb") as out:
                     for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK):
                         out.write(chunk)
                         written += len(chunk)
-            if expected is not None and expected.isdigit() and written != int(expected):
-                raise exc.JoggConnectionError(f"Jogg {what}: got {written} of {expected} bytes")
+                # a CDN may gzip anyway: the file gets the decoded bytes (the real media), while
+                # Content-Length counts the encoded ones, so compare it with what came over the wire
+                received = resp.raw.tell()
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise exc.JoggConnectionError(f"Jogg {what}: got {received} of {expected} bytes")
             partial.rename(target)
         except requests.RequestException as error:
             _remove_quietly(partial)
@@ -492,6 +541,8 @@ def _remove_quietly(path: Any) -> None:
 
 def _refused(error: exc.JoggAPIError) -> bool:
     """Jogg answered and said no (a business code, or a 4xx): no task was created."""
+    if isinstance(error, exc.JoggRedirectError):  # a redirect is an answer instead of processing
+        return True
     if error.transient:  # 5xx, code 50000, broken bodies and connections: the outcome is unknown
         return False
     if error.code not in (None, 0):

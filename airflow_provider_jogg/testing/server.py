@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import io
 import ipaddress
@@ -68,7 +69,20 @@ __all__ = [
 
 #: Every kind of :class:`Fault` the server knows.
 FAULT_KINDS: frozenset[str] = frozenset(
-    {"status", "html", "business", "non_json", "truncated", "close", "reset", "slow", "raw", "envelope"}
+    {
+        "status",
+        "html",
+        "business",
+        "non_json",
+        "truncated",
+        "close",
+        "reset",
+        "slow",
+        "raw",
+        "envelope",
+        "redirect",
+        "gzip",
+    }
 )
 
 #: Accepted values of ``playback_type`` (the first one is the default).
@@ -176,9 +190,15 @@ class Fault:
     - ``slow``: sleep ``delay`` seconds, then process the request and answer normally.
     - ``raw``: answer ``status`` (default 500) with ``body`` as is (``application/json``).
     - ``envelope``: answer ``status`` (default 200) with ``body`` as is, as JSON text.
+    - ``redirect``: answer ``status`` (default 302) with ``Location: <location>`` and an empty body
+      (a gateway or a moved host sending the client elsewhere).
+    - ``gzip``: process the request and answer normally, but gzip the body and say
+      ``Content-Encoding: gzip`` whatever the request's ``Accept-Encoding`` (a CDN that compresses
+      media anyway); ``Content-Length`` is the compressed size.
 
-    ``retry_after`` adds a ``Retry-After`` header to every kind that answers. ``delay`` (seconds)
-    can be combined with any kind: the server waits that long before applying the fault.
+    ``retry_after`` adds a ``Retry-After`` header to every kind that answers (except ``gzip``).
+    ``delay`` (seconds) can be combined with any kind: the server waits that long before applying
+    the fault.
 
     Except for ``slow``, a fault *replaces* the route handler: a faulted create call creates no
     task. With ``after_create=True`` the real handler runs first (so a create call really creates
@@ -199,6 +219,7 @@ class Fault:
     body: str | None = None
     delay: float = 0.0
     after_create: bool = False
+    location: str | None = None
 
     def __post_init__(self) -> None:
         """Validate the fields (``ValueError`` / ``TypeError`` on a bad spec)."""
@@ -230,6 +251,10 @@ class Fault:
             raise ValueError("Fault.delay must be a number >= 0")
         if not isinstance(self.after_create, bool):
             raise TypeError("Fault.after_create must be a bool")
+        if self.location is not None and not isinstance(self.location, str):
+            raise TypeError("Fault.location must be a string or None")
+        if self.kind == "redirect" and not self.location:
+            raise ValueError("a 'redirect' fault needs a location")
 
     @property
     def effective_status(self) -> int:
@@ -238,6 +263,8 @@ class Fault:
             return self.status
         if self.kind == "html":
             return 502
+        if self.kind == "redirect":
+            return 302
         if self.kind in ("status", "raw"):
             return 500
         return 200
@@ -369,6 +396,14 @@ class _Response(NamedTuple):
     body: bytes
     content_type: str | None
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def _gzipped(response: _Response) -> _Response:
+    """The same answer, its body gzip-encoded (only successful answers with a body)."""
+    if not 200 <= response.status < 300 or not response.body:
+        return response
+    body = gzip.compress(response.body, mtime=0)
+    return response._replace(body=body, headers=(*response.headers, ("Content-Encoding", "gzip")))
 
 
 def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
@@ -1347,11 +1382,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._drop()
             if fault.kind == "slow":
                 return self._send(real)
+            if fault.kind == "gzip":
+                return self._send(_gzipped(real))
             return self._send_fault(fault, real)
         if not fake._sleep(fault.delay):
             return self._drop()
         if fault.kind == "slow":
             return self._send(handler())
+        if fault.kind == "gzip":
+            return self._send(_gzipped(handler()))
         return self._send_fault(fault, None)
 
     def _drop(self) -> int:
@@ -1388,6 +1427,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(_json_response(200, _envelope(fault.code, fault.msg), extra))
         if kind == "non_json":
             return self._send(_Response(200, _NON_JSON_BODY, "text/plain; charset=utf-8", extra))
+        if kind == "redirect":
+            return self._send(_Response(status, b"", None, (("Location", fault.location or "/"), *extra)))
         if kind in ("raw", "envelope"):
             body = (fault.body or "").encode("utf-8")
             return self._send(_Response(status, body, "application/json", extra))

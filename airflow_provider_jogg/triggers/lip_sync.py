@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -12,6 +12,7 @@ from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.policy import (
     DEFAULT_CONN_ID,
     JoggStatus,
+    backoff_delay,
     error_event,
     result_event,
     timeout_event,
@@ -20,7 +21,82 @@ from airflow_provider_jogg.policy import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow_provider_jogg.policy import JoggConnectionConfig
     from airflow_provider_jogg.triggers.polling import Note
+
+#: seconds a connection reported "not found" is looked up again before the wait ends with an error:
+#: on Airflow 3.1+ an API server that cannot be reached, or a secrets backend that fails, also
+#: surfaces as "not found", and an outage of a minute or two must not fail the task for good
+CONNECTION_NOT_FOUND_GRACE = 120.0
+#: first wait in seconds before a failed connection lookup is tried again (a shorter poll interval
+#: makes it shorter); doubles per attempt, up to :data:`~airflow_provider_jogg.policy.MAX_BACKOFF`
+CONNECTION_RETRY_BACKOFF = 1.0
+
+
+class _Log(Protocol):
+    """What :func:`read_connection` needs of a logger (a trigger's ``log`` on any Airflow 3 line)."""
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+async def read_connection(
+    conn_id: str, *, end_time: float | None, retry_backoff: float, log: _Log
+) -> JoggConnectionConfig | None:
+    """
+    Look the wait's connection up; a lookup that fails for a reason that may pass is tried again.
+
+    The same failure on a worker fails the try and Airflow retries the task; in the triggerer it
+    would end the wait for good, so it is retried here, with backoff, logged, until ``end_time``.
+    Ends the wait at once, with :class:`JoggConfigError`, for an invalid connection and for one the
+    API server refuses to give out; a connection still not found after
+    :data:`CONNECTION_NOT_FOUND_GRACE` seconds ends it too.
+
+    :param conn_id: the Airflow connection id
+    :param end_time: wall-clock epoch seconds after which the wait times out
+    :param retry_backoff: first wait before a failed lookup is tried again, in seconds
+    :param log: the trigger's logger
+    :return: the validated settings, or ``None`` when ``end_time`` passed first
+    """
+    from airflow_provider_jogg._compat import AirflowNotFoundException
+    from airflow_provider_jogg.hooks.async_client import config_for_connection
+
+    attempt = 0
+    missing_since: float | None = None
+    while True:
+        try:
+            return await config_for_connection(conn_id)
+        except exc.JoggConfigError:
+            raise
+        except PermissionError as error:  # 3.2+'s AirflowSecretsBackendAccessDenied: an explicit "no"
+            raise exc.JoggConfigError(f"Connection {conn_id!r} could not be read: {error}") from None
+        except Exception as error:  # API server or secrets backend down, or the connection missing
+            attempt += 1
+            now = time.monotonic()
+            delay = backoff_delay(attempt, retry_backoff)
+            if isinstance(error, AirflowNotFoundException):
+                if missing_since is None:
+                    missing_since = now
+                grace_left = missing_since + CONNECTION_NOT_FOUND_GRACE - now
+                if grace_left <= 0:
+                    raise exc.JoggConfigError(
+                        f"Connection {conn_id!r} was not found by the triggerer ({attempt} lookups over "
+                        f"{now - missing_since:.0f} s): {error}. Define it where the triggerer can read "
+                        "it: the metadata database, a secrets backend, or an AIRFLOW_CONN_* variable in "
+                        "the triggerer's environment."
+                    ) from None
+                delay = min(delay, grace_left)
+            if end_time is not None:
+                delay = min(delay, max(end_time - time.time(), 0.0))
+            log.warning(
+                "Connection %r could not be read (attempt %d), trying again in %.1f s: %s",
+                conn_id,
+                attempt,
+                delay,
+                error,
+            )
+        await asyncio.sleep(delay)
+        if end_time is not None and time.time() >= end_time:
+            return None
 
 
 class LipSyncTrigger(BaseTrigger):
@@ -36,7 +112,9 @@ class LipSyncTrigger(BaseTrigger):
         retried with exponential backoff, never sooner than the poll interval (a 429: its
         ``Retry-After``, during which nobody polls that account), until the task ends or ``end_time``
         passes. The connection is looked up once per run, with the async connection API; the key never
-        enters the trigger's kwargs.
+        enters the trigger's kwargs. A lookup that fails (API server or secrets backend down) is tried
+        again with backoff until ``end_time``; a connection that is invalid, or still not found after
+        :data:`CONNECTION_NOT_FOUND_GRACE` seconds, ends the wait with an ``error`` event.
 
         The trigger holds no polling timer of its own: every wait on one account in one event loop is polled
         by that account's :class:`~airflow_provider_jogg.triggers.polling.PollScheduler`, which sends
@@ -96,20 +174,23 @@ class LipSyncTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         """Wait until the task ends; returns the one event payload."""
-        from airflow_provider_jogg.hooks.async_client import config_for_connection
         from airflow_provider_jogg.triggers.polling import PollScheduler
 
         task_id = self.jogg_task_id
         if self.end_time is not None and time.time() >= self.end_time:
             return timeout_event(task_id, self.end_time)
         try:
-            config = await config_for_connection(self.jogg_conn_id)
-        except exc.JoggConfigError as error:
-            return error_event(task_id, error)
-        except Exception as error:  # connection missing or secrets backend down: say which
-            return error_event(
-                task_id, exc.JoggConfigError(f"Connection {self.jogg_conn_id!r} could not be read: {error}")
+            config = await read_connection(
+                self.jogg_conn_id,
+                end_time=self.end_time,
+                retry_backoff=min(CONNECTION_RETRY_BACKOFF, max(self.poll_interval, 0.01)),
+                log=self.log,
             )
+        except exc.JoggConfigError as error:  # invalid, denied, or still missing after the grace
+            return error_event(task_id, error)
+        if config is None:  # end_time passed while the lookup kept failing
+            assert self.end_time is not None
+            return timeout_event(task_id, self.end_time)
         # this trigger's task sleeps until the account's scheduler has news: no timer, no wake-up per poll
         scheduler = PollScheduler.for_config(config)
         wait = await scheduler.register(task_id, self.poll_interval, self.end_time, self.not_before)

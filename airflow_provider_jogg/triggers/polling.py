@@ -287,7 +287,7 @@ class PollScheduler:
         if self._closed:
             return
         now = self._loop.time()
-        closed_for = self.client.throttle.open_at - time.time()
+        closed_for = self.client.throttle.remaining()
         if closed_for > 0:  # a 429's Retry-After: nobody on this account polls until it passed
             self._arm(now + closed_for)
             return

@@ -29,6 +29,7 @@ MESSAGE_MODULES = (
     "policy.py",
     "hooks/jogg.py",
     "hooks/async_client.py",
+    "hooks/media_fetch.py",
     "storage.py",
     "completion.py",
     "operators/lip_sync.py",

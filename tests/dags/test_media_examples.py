@@ -669,7 +669,10 @@ def test_wait_for_completion_returns_the_sensor_dict_deferrable_or_not(jogg_conn
     assert len({r["task_id"] for r in results.values()}) == 3
 
 
-def test_upload_public_urls_rehosts_an_http_input(jogg_conn, media):
+def test_upload_public_urls_rehosts_an_http_input(fake_jogg, set_conn, media):
+    # the fake server is on loopback: media there is fetched only with the connection's opt-in
+    set_conn("jogg_default", fake_jogg.url, allow_private_media_urls=True)
+    jogg_conn = fake_jogg
     hook = JoggHook()
     public = {"video_url": hook.upload_asset(media["video"]), "audio_url": hook.upload_asset(media["audio"])}
     with DAG(

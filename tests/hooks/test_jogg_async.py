@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -79,6 +80,8 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
     pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
     pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
 ]
 
 
@@ -223,6 +226,24 @@ async def test_aget_fatal_errors_are_typed_and_not_retried(fake_jogg, set_conn, 
 
 
 @pytest.mark.asyncio
+async def test_aget_redirect_is_refused_and_the_key_never_leaves(jogg_conn, recording_server):
+    elsewhere = recording_server(host="127.0.0.2")
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="success")
+    jogg_conn.add_fault(Fault("redirect", location=f"{elsewhere.url}{STATUS}{task_id}", times=None))
+    with pytest.raises(exc.JoggRedirectError, match=r"redirect to host '127\.0\.0\.2:\d+'") as info:
+        await JoggHook().aget_lip_sync_video(task_id)
+    assert info.value.http_status == 302
+    assert_no_secret(info.value)
+    assert jogg_conn.count() == 1  # fatal: not retried
+    # the lean client's other entry point, used for any other API request
+    async with await JoggHook().get_async_client() as client:
+        with pytest.raises(exc.JoggRedirectError, match=r"127\.0\.0\.2"):
+            await client.request("GET", client.config.url(WHOAMI), what="whoami")
+    assert elsewhere.received == []
+    assert jogg_conn.count() == 2
+
+
+@pytest.mark.asyncio
 async def test_aget_connection_refused(set_conn):
     url = f"http://127.0.0.1:{closed_port()}"
     set_conn("jogg_closed", url)
@@ -239,6 +260,24 @@ async def test_aget_missing_key_sends_nothing(fake_jogg, set_conn):
     set_conn("jogg_nokey", fake_jogg.url, key=None)
     with pytest.raises(exc.JoggConfigError, match="'jogg_nokey' has no API key"):
         await JoggHook("jogg_nokey").aget_lip_sync_video("t-1")
+    assert fake_jogg.count() == 0
+
+
+@pytest.mark.asyncio
+async def test_aget_key_from_a_secret_file_with_a_trailing_newline_works(fake_jogg, set_conn):
+    set_conn("jogg_file_key", fake_jogg.url, key=TEST_API_KEY + "\n")
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    assert (await JoggHook("jogg_file_key").aget_lip_sync_video(task_id)).succeeded
+    assert [r.headers["x-api-key"] for r in fake_jogg.requests] == ["<valid>"]
+
+
+@pytest.mark.asyncio
+async def test_aget_key_that_is_not_a_header_value_is_a_config_error(fake_jogg, set_conn):
+    set_conn("jogg_bad_key", fake_jogg.url, key=TEST_API_KEY + "\u00e9")
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    with pytest.raises(exc.JoggConfigError, match=r"'jogg_bad_key'.*non-ASCII") as info:
+        await JoggHook("jogg_bad_key").aget_lip_sync_video(task_id)
+    assert_no_secret(info.value)
     assert fake_jogg.count() == 0
 
 
@@ -278,3 +317,31 @@ async def test_async_clients_share_one_session_until_the_last_leaves(jogg_conn):
     assert session.closed
     assert no_session_left(jogg_conn.url)
     assert jogg_conn.count("GET", STATUS) == 3
+
+
+@pytest.mark.asyncio
+async def test_accounts_sharing_a_session_share_no_cookies(recording_server, set_conn):
+    """One pooled session per loop and base URL, whatever the key: so it keeps no cookies at all."""
+
+    def status(method, path):
+        task_id = path.rsplit("/", 1)[1]
+        body = json.dumps({"code": 0, "msg": "ok", "data": {"task_id": task_id, "status": "pending"}})
+        headers = {"Content-Type": "application/json", "Set-Cookie": f"gw_session={task_id}; Path=/"}
+        return 200, headers, body.encode()
+
+    api = recording_server(respond=status)
+    base_url = f"http://localhost:{api.port}"  # a name: aiohttp keeps no cookies for IP addresses
+    set_conn("jogg_account_a", base_url, key="sk-account-a")
+    set_conn("jogg_account_b", base_url, key="sk-account-b")
+    first = await JoggHook("jogg_account_a").get_async_client()
+    second = await JoggHook("jogg_account_b").get_async_client()
+    async with first, second:
+        assert first._session is second._session  # still one pool for every wait on the loop
+        await first.get_lip_sync_video("task-of-a")
+        await second.get_lip_sync_video("task-of-b")
+        await first.get_lip_sync_video("task-of-a")
+    assert [(r.headers["x-api-key"], r.headers.get("cookie")) for r in api.received] == [
+        ("sk-account-a", None),
+        ("sk-account-b", None),  # account A's gateway cookie is not sent with account B's key
+        ("sk-account-a", None),
+    ]

@@ -9,6 +9,8 @@ import pytest
 import requests
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg import policy
+from airflow_provider_jogg.hooks import jogg as jogg_hook
 from airflow_provider_jogg.hooks.jogg import JoggHook, LipSyncResult
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
@@ -24,6 +26,7 @@ from tests.hooks.support import (
     WRONG_KEY,
     assert_no_secret,
     closed_port,
+    step_wall_clock,
 )
 
 
@@ -111,6 +114,36 @@ def test_missing_key_names_the_connection_and_sends_nothing(fake_jogg, set_conn)
     assert fake_jogg.count() == 0
 
 
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " "], ids=["lf", "crlf", "space"])
+def test_key_from_a_secret_file_with_a_trailing_newline_works(fake_jogg, set_conn, suffix):
+    set_conn("jogg_file_key", fake_jogg.url, key=TEST_API_KEY + suffix)
+    task_id = JoggHook("jogg_file_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert list(fake_jogg.tasks) == [task_id]
+    (request,) = fake_jogg.requests
+    assert request.headers["x-api-key"] == "<valid>"
+
+
+def test_key_with_inner_whitespace_fails_before_any_request(fake_jogg, set_conn):
+    set_conn("jogg_split_key", fake_jogg.url, key=TEST_API_KEY[:10] + "\n" + TEST_API_KEY[10:])
+    with pytest.raises(exc.JoggConfigError, match=r"'jogg_split_key'.*control character \(U\+000A\)") as info:
+        JoggHook("jogg_split_key").create_lip_sync_video(VIDEO, AUDIO)
+    assert not isinstance(info.value, exc.JoggCreateUncertainError)
+    assert TEST_API_KEY[:10] not in str(info.value)
+    assert TEST_API_KEY[10:] not in str(info.value)
+    assert fake_jogg.count() == 0
+
+
+def test_credentials_in_the_host_are_refused_and_never_shown(fake_jogg, set_conn):
+    host = fake_jogg.url.replace("http://", "http://gwuser:gw-S3cret@")
+    set_conn("jogg_userinfo", host)
+    ok, message = JoggHook("jogg_userinfo").test_connection()
+    assert not ok
+    assert "jogg_userinfo" in message
+    assert "password" in message
+    assert "gw-S3cret" not in message
+    assert fake_jogg.count() == 0  # and so never sent as Basic auth either
+
+
 def test_key_and_accept_headers_are_sent(jogg_conn):
     JoggHook().whoami()
     (request,) = jogg_conn.requests
@@ -183,6 +216,48 @@ def test_test_connection_retries_at_most_once(jogg_conn):
 
 
 # --------------------------------------------------------------------------------------------------
+# Redirects: never followed, the key stays with the API host
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def elsewhere(recording_server):
+    """A second loopback host (127.0.0.2) that must never receive a request from the provider."""
+    return recording_server(host="127.0.0.2")
+
+
+REDIRECTED_CALLS = [
+    pytest.param(WHOAMI, lambda hook, server: hook.whoami(), id="whoami"),
+    pytest.param(CREATE, lambda hook, server: hook.create_lip_sync_video(VIDEO, AUDIO), id="create"),
+    pytest.param(
+        STATUS, lambda hook, server: hook.get_lip_sync_video(server.add_task(VIDEO, AUDIO)), id="status"
+    ),
+]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+@pytest.mark.parametrize(("path", "call"), REDIRECTED_CALLS)
+def test_api_redirect_is_refused_and_the_key_never_leaves(jogg_conn, elsewhere, path, call, status):
+    redirect = Fault("redirect", status=status, location=elsewhere.url + path, path=path, times=None)
+    jogg_conn.add_fault(redirect)
+    with pytest.raises(exc.JoggRedirectError, match=r"redirect to host '127\.0\.0\.2:\d+'") as info:
+        call(JoggHook(), jogg_conn)
+    assert info.value.http_status == status
+    assert_no_secret(info.value)
+    assert elsewhere.received == []  # nothing at all reached the other host, key or not
+    assert jogg_conn.count() == 1  # a misconfiguration: not retried
+    assert jogg_conn.tasks == {} or path == STATUS  # a refused create is final, never "uncertain"
+
+
+def test_api_redirect_to_the_same_host_is_refused_too(jogg_conn):
+    jogg_conn.add_fault(Fault("redirect", status=301, location="/open/v2/user/whoami", times=None))
+    ok, message = JoggHook().test_connection()
+    assert not ok
+    assert f"'{jogg_conn.url.removeprefix('http://')}', the API host itself" in message
+    assert "base URL" in message
+    assert TEST_API_KEY not in message
+    assert jogg_conn.count() == 1
+
+
+# --------------------------------------------------------------------------------------------------
 # create_lip_sync_video
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("playback_type", ["normal", "normal_reverse", "normal_reverse_by_audio"])
@@ -247,6 +322,19 @@ def test_create_429_every_time_gives_up_after_max_retries(jogg_conn):
     assert jogg_conn.create_count == MAX_RETRIES + 1
     assert jogg_conn.tasks == {}
     assert_no_secret(info.value)
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault("status", status=408), Fault("html", status=425)], ids=["408", "425-html"]
+)
+def test_create_not_processed_is_sent_again_and_creates_one_task(jogg_conn, fault):
+    # 408 and 425 say the server did not process the request: sending it again cannot duplicate a task
+    fault.path = CREATE
+    jogg_conn.add_fault(fault)
+    task_id = JoggHook().create_lip_sync_video(VIDEO, AUDIO)
+    assert list(jogg_conn.tasks) == [task_id]
+    assert jogg_conn.create_count == 2
+    assert [r.status for r in jogg_conn.requests] == [fault.status, 200]
 
 
 def test_create_connection_refused_is_retried_then_not_uncertain(set_conn, monkeypatch):
@@ -445,6 +533,8 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
     pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
     pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
 ]
 
 
@@ -521,6 +611,46 @@ def test_retry_after_holds_back_another_hook_on_the_same_account(jogg_conn, fake
     assert other_account.time - limited.time < 0.8
     assert (same_account.path, same_account.status) == (WHOAMI, 200)
     assert same_account.time - limited.time >= 1.0
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["stepped-back", "stepped-forward"])
+def test_a_stepped_wall_clock_neither_stalls_requests_nor_undercuts_the_limits(
+    fake_jogg, set_conn, monkeypatch, step
+):
+    set_conn("jogg_clock", fake_jogg.url, max_requests_per_second=2)
+    clock = step_wall_clock(monkeypatch, policy, jogg_hook)
+    fake_jogg.add_fault(Fault("status", status=429, path=WHOAMI, retry_after="1", times=1))
+    hook = JoggHook("jogg_clock")
+    with pytest.raises(exc.JoggRateLimitError):
+        hook.whoami(max_retries=0)
+    clock.step = step  # NTP steps the wall clock during the Retry-After
+    assert hook.whoami()["username"] == "demo"
+    assert hook.whoami()["username"] == "demo"
+    limited, reopened, next_one = fake_jogg.requests
+    assert limited.status == 429
+    # by the server's clock: Retry-After and the rate hold (a clock stepped forward must not undercut
+    # them) and nothing waited for the hour the clock moved (stepped back: the sleep refuses it)
+    assert reopened.time - limited.time >= 1.0
+    # measured from the 429 (a late arrival of `reopened` on a loaded machine must not shrink it):
+    # Retry-After, then one 2 req/s slot
+    assert next_one.time - limited.time >= 1.45
+    assert max(clock.sleeps) < 1.5
+
+
+def test_the_lowest_rate_set_for_an_account_holds_for_every_connection_to_it(fake_jogg, set_conn):
+    # two connections with the same key are one Jogg account: the second one's higher limit (or no
+    # limit at all) must not lift the first one's
+    set_conn("jogg_slow", fake_jogg.url, max_requests_per_second=2)
+    set_conn("jogg_fast", fake_jogg.url, max_requests_per_second=100)
+    set_conn("jogg_unlimited", fake_jogg.url, max_requests_per_second=0)
+    JoggHook("jogg_slow").whoami()
+    for conn_id in ("jogg_fast", "jogg_unlimited", "jogg_fast"):
+        JoggHook(conn_id).whoami()
+    times = times_of(fake_jogg, WHOAMI)
+    assert len(times) == 4
+    # 2 per second, not 100: three slots of 0.5 s (at 100 req/s the span would be 0.03 s); the span,
+    # not each gap, so that one request arriving late on a loaded machine does not fail the test
+    assert times[-1] - times[0] >= 1.2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -684,3 +814,23 @@ def test_upload_explicit_content_type_wins(jogg_conn, tmp_path):
     asset_url = JoggHook().upload_asset(path, content_type="audio/wav")
     assert jogg_conn.requests[0].json["content_type"] == "audio/wav"
     assert jogg_conn.assets[asset_url]["content_type"] == "audio/wav"
+
+
+# --------------------------------------------------------------------------------------------------
+# download
+# --------------------------------------------------------------------------------------------------
+def test_download_of_a_gzip_encoded_result_saves_the_real_media(jogg_conn, tmp_path, put_log):
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="success")
+    url = JoggHook().get_lip_sync_video(task_id).result_url
+    expected = jogg_conn.task_media(task_id).video
+    jogg_conn.add_fault(Fault("gzip", path="/files/", times=None))  # a CDN that compresses anyway
+    hook = JoggHook()
+    seen = put_log(hook)
+    destination = tmp_path / "result.mp4"
+    assert hook.download(url, destination) == len(expected)
+    assert destination.read_bytes() == expected  # the decoded MP4, not the gzip stream
+    assert list(tmp_path.iterdir()) == [destination]  # no partial file left behind
+    (response,) = seen  # one attempt: the size check compared like with like
+    assert response.request.headers["Accept-Encoding"] == "identity"
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) != len(expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -683,6 +684,44 @@ def test_fault_raw_and_envelope(server: FakeJoggServer, session: requests.Sessio
     envelope = session.get(server.url + "/v2/user/whoami", timeout=5)
     assert envelope.status_code == 200
     assert envelope.text == '{"code": 0, "msg": "ok"}'
+
+
+def test_fault_redirect(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
+    server.add_fault(Fault("redirect", location="http://127.0.0.2:9/elsewhere", path="/v2/user/whoami"))
+    server.add_fault(Fault("redirect", status=307, location="/v2/user/whoami"))
+    first = raw_get(conn, "/v2/user/whoami")
+    assert (first.status, first.getheader("Location"), first.read()) == (
+        302,
+        "http://127.0.0.2:9/elsewhere",
+        b"",
+    )
+    second = raw_get(conn, "/v2/user/remaining_quota")
+    assert (second.status, second.getheader("Location")) == (307, "/v2/user/whoami")
+    second.read()
+    assert [r.status for r in server.requests] == [302, 307]
+    with pytest.raises(ValueError, match="location"):
+        Fault("redirect")
+
+
+def test_fault_gzip_encodes_the_real_answer_whatever_was_accepted(server: FakeJoggServer) -> None:
+    task_id = server.add_task(VIDEO, AUDIO, status="success")
+    plain = requests.get(f"{server.root_url}/files/{task_id}/result.mp4", timeout=5)
+    server.add_fault(Fault("gzip", path="/files/"))
+    response = requests.get(
+        f"{server.root_url}/files/{task_id}/result.mp4",
+        headers={"Accept-Encoding": "identity"},
+        stream=True,
+        timeout=5,
+    )
+    wire = response.raw.read(decode_content=False)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"] == "video/mp4"
+    assert int(response.headers["Content-Length"]) == len(wire) != len(plain.content)
+    assert gzip.decompress(wire) == plain.content
+    # an error answer is left as it is
+    server.add_fault(Fault("gzip", path="/files/"))
+    missing = requests.get(f"{server.root_url}/files/nope/result.mp4", timeout=5)
+    assert (missing.status_code, "Content-Encoding" in missing.headers) == (404, False)
 
 
 def test_fault_slow_delays_then_processes(server: FakeJoggServer, session: requests.Session) -> None:

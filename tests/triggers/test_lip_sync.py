@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import pytest
+from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+from airflow.sdk.execution_time.comms import ErrorResponse
 
+from airflow_provider_jogg.hooks import async_client
 from airflow_provider_jogg.hooks import jogg as jogg_hook
 from airflow_provider_jogg.policy import EventStatus, parse_event
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
-from airflow_provider_jogg.triggers import polling
+from airflow_provider_jogg.triggers import lip_sync, polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, conn_json
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 STATUS = "/v2/lip_sync_video/"
 
@@ -126,6 +133,8 @@ async def test_end_time_already_passed_sends_no_request(jogg_conn):
         Fault("close"),
         Fault("reset"),
         Fault("status", status=429),
+        Fault("status", status=408),
+        Fault("html", status=425),
     ],
     ids=[
         "500",
@@ -137,6 +146,8 @@ async def test_end_time_already_passed_sends_no_request(jogg_conn):
         "closed",
         "reset",
         "429-no-retry-after",
+        "408",
+        "425-html",
     ],
 )
 async def test_transient_errors_are_retried_to_one_success_event(jogg_conn, fault):
@@ -146,6 +157,33 @@ async def test_transient_errors_are_retried_to_one_success_event(jogg_conn, faul
     events = await run_trigger(LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.02))
     assert [e["status"] for e in events] == ["success"]
     assert jogg_conn.count(path=STATUS) >= 4  # three faulted polls, then the good ones
+
+
+@pytest.mark.asyncio
+async def test_a_poll_failing_for_hours_does_not_overflow_the_backoff(fake_jogg, set_conn):
+    # 1,025 failed polls in a row is under 3 h of outage at the default 10 s interval
+    set_conn("jogg_outage", fake_jogg.url, retry_backoff=0)
+    task_id = new_task(fake_jogg)
+    fake_jogg.add_fault(Fault("status", status=503, path=STATUS, times=1030))
+    (payload,) = await run_trigger(
+        LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_outage", poll_interval=0.001)
+    )
+    assert payload["status"] == "success"
+    assert fake_jogg.count_status(503) == 1030
+
+
+@pytest.mark.asyncio
+async def test_an_answer_about_another_task_is_polled_again(jogg_conn):
+    # a caching proxy answers with another task's (finished) result: not this task's result
+    task_id = new_task(jogg_conn)
+    other = '{"code": 0, "msg": "ok", "data": {"task_id": "someone-else", "status": "success"}}'
+    jogg_conn.add_fault(Fault("envelope", path=STATUS, body=other, times=2))
+    (payload,) = await run_trigger(LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.02))
+    event = parse_event(payload)
+    assert event.status is EventStatus.SUCCESS
+    assert event.result.task_id == task_id
+    assert event.result.result_url.endswith(f"/files/{task_id}/result.mp4")
+    assert jogg_conn.count(path=STATUS) >= 3  # both mixed-up answers, then the real one
 
 
 @pytest.mark.asyncio
@@ -160,7 +198,7 @@ async def test_slow_answer_beyond_timeout_is_retried(fake_jogg, set_conn):
 
 
 @pytest.mark.asyncio
-async def test_no_poll_and_no_event_before_not_before(jogg_conn):
+async def test_no_poll_and_no_event_before_not_before(jogg_conn, set_conn):
     """The floor holds for a finished task and for an error alike: nothing happens before it."""
     task_id = new_task(jogg_conn)
     jogg_conn.set_task(task_id, "success")
@@ -171,11 +209,13 @@ async def test_no_poll_and_no_event_before_not_before(jogg_conn):
     polls = [r for r in jogg_conn.requests if r.path.startswith(STATUS)]
     assert polls, "the trigger never polled"
     assert all(r.time >= not_before for r in polls), [r.time - not_before for r in polls]
-    # an error that needs no request (no such connection) is not reported early either
-    missing = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_nowhere", not_before=time.time() + 0.5)
-    (error,) = await run_trigger(missing)
+    # an error that needs no request (a connection without a key) is not reported early either
+    set_conn("jogg_nokey", jogg_conn.url, key=None)
+    broken = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_nokey", not_before=time.time() + 0.5)
+    (error,) = await run_trigger(broken)
     assert error["status"] == "error"
-    assert time.time() >= missing.not_before
+    assert "no API key" in error["message"]
+    assert time.time() >= broken.not_before
 
 
 @pytest.mark.asyncio
@@ -227,6 +267,7 @@ async def test_unknown_status_is_not_terminal(jogg_conn):
         ("no-permission", "JoggPermissionError", "18025"),
         ("no-data", "JoggResponseError", "without 'data'"),
         ("no-status", "JoggResponseError", "no 'status'"),
+        ("redirect", "JoggRedirectError", "elsewhere.example"),
     ],
 )
 async def test_fatal_errors_end_with_one_error_event(fake_jogg, set_conn, setup, error_type, text):
@@ -236,6 +277,9 @@ async def test_fatal_errors_end_with_one_error_event(fake_jogg, set_conn, setup,
         fake_jogg.add_fault(Fault("business", path=STATUS, code=18025, msg="No permission", times=None))
     if setup == "no-data":
         fake_jogg.add_fault(Fault("envelope", path=STATUS, body='{"code": 0, "msg": "ok"}', times=None))
+    if setup == "redirect":
+        location = "https://elsewhere.example/v2/lip_sync_video/x"
+        fake_jogg.add_fault(Fault("redirect", path=STATUS, location=location, times=None))
     if setup == "no-status":
         fake_jogg.add_fault(
             Fault(
@@ -255,14 +299,106 @@ async def test_fatal_errors_end_with_one_error_event(fake_jogg, set_conn, setup,
     assert "wrong-key" not in repr(events)
 
 
+def api_server_error() -> AirflowRuntimeError:
+    """What a lookup raises on Airflow 3.0 when the API server answers it with an error."""
+    return AirflowRuntimeError(
+        ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 503, "message": "down"})
+    )
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """Counts connection lookups, which go on to Airflow's real one unless ``fail`` says otherwise."""
+    real = async_client.aget_connection
+
+    class Lookups:
+        count = 0
+        fail: list[Exception]
+        before: Callable[[int], object] | None = None  # called with each lookup's number first
+
+        async def __call__(self, conn_id):
+            self.count += 1
+            if self.before is not None:
+                self.before(self.count)
+            if self.fail:
+                raise self.fail.pop(0)
+            return await real(conn_id)
+
+    recorder = Lookups()
+    recorder.fail = []
+    monkeypatch.setattr(async_client, "aget_connection", recorder)
+    return recorder
+
+
 @pytest.mark.asyncio
-async def test_missing_connection_is_an_error_event():
+@pytest.mark.parametrize("cause", ["not-defined-yet", "api-server-error"])
+async def test_a_connection_lookup_that_fails_for_a_while_is_retried(
+    fake_jogg, lookups, monkeypatch, capfd, cause
+):
+    # the API server or the secrets backend is briefly down: on Airflow 3.1+ the lookup then says
+    # "not found" (the SDK swallows the backend's error), on 3.0 it raises AirflowRuntimeError
+    task_id = new_task(fake_jogg)
+    value = conn_json(fake_jogg.url)
+    if cause == "not-defined-yet":  # Airflow's real lookup fails until the connection appears
+        lookups.before = lambda n: n == 3 and monkeypatch.setenv("AIRFLOW_CONN_JOGG_LATER", value)
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_JOGG_LATER", value)
+        lookups.fail = [api_server_error(), api_server_error()]
+    (payload,) = await run_trigger(
+        LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_later", poll_interval=0.02)
+    )
+    assert payload["status"] == "success"
+    assert lookups.count == 3
+    logged = capfd.readouterr().out
+    assert logged.count("Connection 'jogg_later' could not be read") == 2  # each retry is logged
+    assert "could not be read (attempt 2)" in logged
+    assert TEST_API_KEY not in logged
+
+
+@pytest.mark.asyncio
+async def test_missing_connection_is_an_error_event(lookups, monkeypatch):
+    monkeypatch.setattr(lip_sync, "CONNECTION_NOT_FOUND_GRACE", 0.2)
     (payload,) = await run_trigger(
         LipSyncTrigger(jogg_task_id="t", jogg_conn_id="jogg_nowhere", poll_interval=0.01)
     )
     event = parse_event(payload)
     assert event.status is EventStatus.ERROR
-    assert "jogg_nowhere" in str(event.error)
+    assert type(event.error).__name__ == "JoggConfigError"
+    assert "'jogg_nowhere' was not found by the triggerer" in str(event.error)
+    assert lookups.count > 1  # looked up again during the grace, in case the API server was down
+
+
+@pytest.mark.asyncio
+async def test_a_denied_connection_is_an_error_event_at_once(fake_jogg, set_conn, lookups):
+    # Airflow 3.2+: the API server explicitly refuses to give the connection out (401/403)
+    exceptions = pytest.importorskip("airflow.sdk.exceptions")
+    if not hasattr(exceptions, "AirflowSecretsBackendAccessDenied"):
+        pytest.skip("Airflow < 3.2 has no explicit access denial of a connection")
+    set_conn("jogg_denied", fake_jogg.url)
+    denied = exceptions.AirflowSecretsBackendAccessDenied("Access denied for connection 'jogg_denied'")
+    lookups.fail = [denied]
+    (payload,) = await run_trigger(
+        LipSyncTrigger(jogg_task_id="t", jogg_conn_id="jogg_denied", poll_interval=0.01)
+    )
+    event = parse_event(payload)
+    assert event.status is EventStatus.ERROR
+    assert "Access denied" in str(event.error)
+    assert lookups.count == 1
+    assert fake_jogg.count() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_connection_lookup_failing_until_end_time_times_out(fake_jogg, set_conn, lookups):
+    set_conn("jogg_down", fake_jogg.url)
+    lookups.fail = [api_server_error() for _ in range(1000)]
+    end_time = time.time() + 0.3
+    (payload,) = await run_trigger(
+        LipSyncTrigger(jogg_task_id="t", jogg_conn_id="jogg_down", poll_interval=0.02, end_time=end_time)
+    )
+    assert payload["status"] == "timeout"
+    assert time.time() >= end_time
+    assert lookups.count > 1
+    assert fake_jogg.count() == 0
 
 
 @pytest.mark.asyncio

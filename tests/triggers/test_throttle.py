@@ -9,39 +9,103 @@ import time
 
 import pytest
 
-from airflow_provider_jogg.policy import AccountThrottle
+from airflow_provider_jogg import policy
+from airflow_provider_jogg.hooks import async_client
+from airflow_provider_jogg.hooks.async_client import config_for_connection
+from airflow_provider_jogg.policy import AccountThrottle, throttle_for
 from airflow_provider_jogg.testing import Fault
+from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
+from tests.hooks.support import step_wall_clock
 
 STATUS = "/v2/lip_sync_video/"
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reservations_at(throttle: AccountThrottle, clock: FakeClock, times: list[float]) -> list[float]:
+    delays = []
+    for moment in times:
+        clock.now = moment
+        delays.append(throttle.reserve())
+    return delays
+
+
 def test_reservations_are_spaced_and_in_order():
-    throttle = AccountThrottle(rate=10)
-    delays = [throttle.reserve(100.0) for _ in range(5)]
+    clock = FakeClock(100.0)
+    throttle = AccountThrottle(rate=10, clock=clock)
+    delays = [throttle.reserve() for _ in range(5)]
     assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     # later callers queue behind earlier ones; an idle account sends at once
-    assert throttle.reserve(100.05) == pytest.approx(0.45)
-    assert throttle.reserve(200.0) == 0.0
+    assert reservations_at(throttle, clock, [100.05]) == pytest.approx([0.45])
+    assert reservations_at(throttle, clock, [200.0]) == [0.0]
 
 
 def test_polls_due_together_go_out_together_up_to_a_tenth_of_a_second_of_rate():
-    throttle = AccountThrottle(rate=100)
-    delays = [throttle.reserve(50.0) for _ in range(30)]
+    clock = FakeClock(50.0)
+    throttle = AccountThrottle(rate=100, clock=clock)
+    delays = [throttle.reserve() for _ in range(30)]
     # a batch of ten (0.1 s x 100 req/s) is sent at once, the rest queue 1/rate apart in call order
     assert delays[:10] == [0.0] * 10
     assert delays[10:] == pytest.approx([0.01 * k for k in range(1, 21)])
     # a steady stream never beats the rate: any one second holds at most rate x 1.1 sends
-    throttle = AccountThrottle(rate=100)
-    sends = [t / 1000 + throttle.reserve(t / 1000) for t in range(0, 3000, 2)]  # asks at 500/s
+    throttle = AccountThrottle(rate=100, clock=clock)
+    asks = [t / 1000 for t in range(0, 3000, 2)]  # asks at 500/s
+    sends = [t + d for t, d in zip(asks, reservations_at(throttle, clock, asks), strict=True)]
     assert max(sum(1 for s in sends if start <= s < start + 1) for start in sends) <= 110
 
 
 def test_unlimited_throttle_only_waits_for_retry_after():
-    throttle = AccountThrottle(rate=0)
-    assert [throttle.reserve(10.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    throttle.open_at = 12.5
-    assert throttle.reserve(10.0) == pytest.approx(2.5)
+    clock = FakeClock(10.0)
+    throttle = AccountThrottle(rate=0, clock=clock)
+    assert [throttle.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    throttle.close_for(2.5)
+    assert throttle.remaining() == pytest.approx(2.5)
+    assert throttle.reserve() == pytest.approx(2.5)
+    clock.now = 13.0
+    assert throttle.remaining() == 0.0
+    assert throttle.reserve() == 0.0
+
+
+def test_the_throttle_never_reads_the_wall_clock(monkeypatch):
+    # a wall clock stepped back an hour (NTP, a resumed VM) must not hold requests for an hour,
+    # nor one stepped forward undercut a Retry-After: the throttle keeps its own monotonic time
+    clock = step_wall_clock(monkeypatch, policy)
+    throttle = AccountThrottle(rate=10)
+    throttle.reserve()
+    throttle.close_for(0.5)
+    for step in (-3600.0, 3600.0):
+        clock.step = step
+        assert 0.3 < throttle.remaining() <= 0.5
+        assert 0.3 < throttle.reserve() <= 0.7
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected"),
+    [
+        ((2.0, 100.0), 2.0),
+        ((100.0, 2.0), 2.0),
+        ((2.0, 0.0), 2.0),
+        ((0.0, 5.0), 5.0),
+        ((0.0, 0.0), 0.0),
+    ],
+    ids=["low-then-high", "high-then-low", "limit-then-unlimited", "unlimited-then-limit", "unlimited"],
+)
+def test_the_lowest_rate_of_an_account_wins(rates, expected):
+    url = f"http://127.0.0.1:1/{'-'.join(map(str, rates))}"
+    throttles = [throttle_for(url, "acct", rate) for rate in rates]
+    assert throttles[0] is throttles[1]
+    assert throttles[0].rate == expected
+    # another account keeps its own limit
+    assert throttle_for(url, "other", 50.0).rate == 50.0
 
 
 def polls_by_task(server) -> dict[str, list[float]]:
@@ -148,3 +212,39 @@ async def test_first_polls_are_spread_over_an_interval(fake_jogg, set_conn):
     assert len(first) == len(ids)
     assert first[0] >= 0.45  # no first poll right after deferring: the sensor has just checked
     assert first[-1] - first[0] >= 0.5  # spread, not in lockstep
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["stepped-back", "stepped-forward"])
+async def test_a_stepped_wall_clock_neither_stalls_the_waits_nor_undercuts_retry_after(
+    fake_jogg, set_conn, monkeypatch, step
+):
+    set_conn("jogg_clock", fake_jogg.url, max_requests_per_second=0)
+    clock = step_wall_clock(monkeypatch, policy, async_client, polling)
+    ids = [fake_jogg.add_task("https://m.example/v.mp4", "https://m.example/a.mp3") for _ in range(3)]
+    for task_id in ids:
+        fake_jogg.set_task(task_id, "processing")
+    fake_jogg.add_fault(Fault("status", status=429, path=STATUS, retry_after="1", times=1))
+    throttle = (await config_for_connection("jogg_clock")).throttle()
+
+    def start(task_id: str) -> asyncio.Future:
+        trigger = LipSyncTrigger(jogg_task_id=task_id, jogg_conn_id="jogg_clock", poll_interval=0.05)
+        return asyncio.ensure_future(trigger.run().__anext__())
+
+    runs = [start(ids[0])]  # its first poll gets the 429, which closes the account for 1 s
+    while throttle.remaining() == 0:
+        await asyncio.sleep(0.01)
+    clock.step = step  # NTP steps the wall clock during the Retry-After
+    runs += [start(t) for t in ids[1:]]  # waits that start now must wait for the account to open
+    # stepped back, a wall-clock throttle would keep the account closed for an hour: no poll would come
+    await wait_for_polls(fake_jogg, 10)
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+    requests = [r for r in fake_jogg.requests if r.path.startswith(STATUS)]
+    assert requests[0].status == 429
+    # stepped forward, a wall-clock throttle would reopen at once: by the server's clock, no poll
+    # comes within the Retry-After (nothing else was on its way when the 429 was answered)
+    assert min(r.time for r in requests[1:]) - requests[0].time >= 1.0
+    assert {r.path.rsplit("/", 1)[1] for r in requests} == set(ids)  # every wait polled

@@ -89,6 +89,7 @@ def test_form_shows_jogg_labels_placeholders_and_conn_fields(ui: ConnectionsUI) 
         "retry_backoff": "Retry backoff (seconds)",
         "max_requests_per_second": "Max requests per second",
         "allow_insecure_http": "Allow plain http:// to non-loopback hosts",
+        "allow_private_media_urls": "Allow media URLs on private addresses",
     }
     assert {k: v["label"] for k, v in CONN_FIELDS.items()} == expected_labels
     for spec in CONN_FIELDS.values():
@@ -142,6 +143,7 @@ def test_add_connection_through_the_form_and_read_it_back(
         "retry_backoff": 1,
         "max_requests_per_second": DEFAULT_MAX_REQUESTS_PER_SECOND,
         "allow_insecure_http": False,
+        "allow_private_media_urls": False,
     }
     assert not any(k.startswith("extra__") for k in extra)
 
