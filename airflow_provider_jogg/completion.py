@@ -34,7 +34,7 @@ DEFERRAL_GRACE = 60.0
 #: this after its deferral. Airflow 3.3.2 fails a task whose trigger fires before the scheduler has
 #: processed the executor's report of the deferral (apache/airflow#67287); how late that report
 #: comes is measured in docs/airflow-compatibility.md
-DEFAULT_MIN_DEFERRAL_SECONDS = 15.0
+DEFAULT_MIN_DEFERRAL_SECONDS = 30.0
 
 
 def min_deferral_seconds() -> float:

@@ -5,7 +5,9 @@ speaks the JoggAI lip-sync API on a loopback address. Point the Jogg connection 
 base URL) at ``server.url`` and the provider talks to it exactly as it would to
 ``https://api.jogg.ai``: create calls return task ids, status polls move from ``pending`` through
 ``processing`` to ``success`` (or ``failed`` when a media URL contains ``fail``), results can be
-downloaded, and local files can be uploaded through the pre-signed URL flow.
+downloaded, and local files can be uploaded through the pre-signed URL flow. A media URL with
+``?jogg_fake_finish_after_poll=2`` gives its task its own timing: it finishes 2 s after the first
+status request answered for it (``jogg_fake_finish_after_create=30``: 30 s after its creation).
 
 In a pytest test::
 

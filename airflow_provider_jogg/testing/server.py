@@ -12,6 +12,9 @@ when its video or audio URL contains ``fail``). No background thread is involved
 processing time, so that one server can hold quick and slow tasks side by side; with
 ``clock_from_first_status`` a task's clock starts at the first status answer about it instead of its
 creation, so that it ends a set time after whoever waits for it first asked, however late that was.
+A task's own timing can be chosen through a query parameter of its video or audio URL (see
+:data:`FINISH_AFTER_POLL` and :data:`FINISH_AFTER_CREATE`), so that one batch can hold tasks
+that finish right after they were first polled and others that finish much later.
 
 Results are real media (see :mod:`airflow_provider_jogg.testing.media`): with an ffmpeg binary,
 ``result_url`` serves the task's video with its audio muxed in (uploaded assets are used as they
@@ -60,6 +63,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FAILURE_MESSAGE",
     "FAULT_KINDS",
+    "FINISH_AFTER_CREATE",
+    "FINISH_AFTER_POLL",
     "PLAYBACK_TYPES",
     "FakeJoggServer",
     "Fault",
@@ -89,6 +94,16 @@ PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_b
 
 #: ``error.message`` of a task that fails because one of its URLs contains ``fail``.
 FAILURE_MESSAGE = "consume retry limit reached: audio duration fetch failed"
+
+#: Query parameter of a video or audio URL: the task finishes this many seconds after the first
+#: status request the server answered for it (``?jogg_fake_finish_after_poll=2``). Until then it is
+#: ``pending`` (for ``pending_seconds`` after creation) or ``processing``. Anchored on the first
+#: answered poll, not on creation, so the finish follows a client's first look at the task by the
+#: same margin however long the client took to get there.
+FINISH_AFTER_POLL = "jogg_fake_finish_after_poll"
+#: Query parameter of a video or audio URL: the task finishes this many seconds after its creation
+#: (``?jogg_fake_finish_after_create=30``), whatever the server's ``processing_seconds``.
+FINISH_AFTER_CREATE = "jogg_fake_finish_after_create"
 
 _TERMINAL = ("success", "failed")
 
@@ -358,6 +373,11 @@ class _Task:
     forced_status: str | None = None
     forced_error: str | None = None
     forced_at: float | None = None
+    #: seconds from the first answered status request / from creation to the end (URL markers)
+    finish_after_poll: float | None = None
+    finish_after_create: float | None = None
+    #: wall clock of the first status request answered for this task
+    first_polled_at: float | None = None
     # The result served under /files/ (built once, on first need, under media_lock).
     media: _media.BuiltMedia | None = field(default=None, repr=False)
     media_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -613,7 +633,8 @@ class FakeJoggServer:
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
         """Snapshot: task_id -> ``{"task_id", "video_url", "audio_url", "playback_type",
-        "created_at" (float epoch), "status"}``."""
+        "created_at" (float epoch), "status", "completed_at" (float epoch, ``None`` until it ended),
+        "first_polled_at" (float epoch of the first answered status request, or ``None``)}``."""
         now = time.time()
         with self._lock:
             return {task_id: self._task_snapshot(task, now) for task_id, task in self._tasks.items()}
@@ -629,7 +650,8 @@ class FakeJoggServer:
         """Create a task directly (no request recorded) and return its id.
 
         With ``status`` the task keeps that status for ever (as with :meth:`set_task`); without it,
-        it follows the usual timeline from now.
+        it follows the usual timeline from now, or the one its URLs' markers give
+        (``ValueError`` for an invalid marker).
         """
         task = self._new_task(video_url, audio_url, playback_type)
         if status is not None:
@@ -650,8 +672,14 @@ class FakeJoggServer:
             task.forced_error = error_message
             task.forced_at = time.time()
 
-    def _new_task(self, video_url: str, audio_url: str, playback_type: str) -> _Task:
-        """Create and store a task; its outcome is decided from its URLs."""
+    def _new_task(
+        self, video_url: str, audio_url: str, playback_type: str, timing: dict[str, float] | None = None
+    ) -> _Task:
+        """Create and store a task; its outcome (and its timing) is decided from its URLs."""
+        if timing is None:
+            timing, problem = _finish_markers(video_url, audio_url)
+            if problem is not None:
+                raise ValueError(problem)
         failure: str | None = None
         if "fail" in video_url or "fail" in audio_url:
             failure = FAILURE_MESSAGE
@@ -679,6 +707,8 @@ class FakeJoggServer:
             failure=failure,
             has_own_processing=own[0],
             own_processing_seconds=own[1],
+            finish_after_poll=timing.get(FINISH_AFTER_POLL),
+            finish_after_create=timing.get(FINISH_AFTER_CREATE),
         )
         with self._lock:
             self._tasks[task.task_id] = task
@@ -699,27 +729,46 @@ class FakeJoggServer:
         if task.forced_status is not None:
             completed = task.forced_at if task.forced_status in _TERMINAL else None
             return task.forced_status, completed
+        done_at = self._done_at(task)
+        if done_at is not None and now >= done_at:
+            return ("failed" if task.failure else "success"), done_at
+        if task.finish_after_poll is not None or task.finish_after_create is not None:
+            return ("pending" if now - task.created_at < self.pending_seconds else "processing"), None
         if task.clock_start is None:
             return "pending", None
         elapsed = now - task.clock_start
         if elapsed < self.pending_seconds:
             return "pending", None
+        return "processing", None
+
+    def _done_at(self, task: _Task) -> float | None:
+        """When the task ends (``None``: not known yet, or never); a URL marker wins."""
+        if task.finish_after_poll is not None:
+            if task.first_polled_at is None:
+                return None
+            return task.first_polled_at + task.finish_after_poll
+        if task.finish_after_create is not None:
+            return task.created_at + task.finish_after_create
+        if task.clock_start is None:
+            return None
         # read at each answer, not at creation: tests may change the server's value on the fly
         processing = task.own_processing_seconds if task.has_own_processing else self.processing_seconds
-        if processing is None or elapsed < self.pending_seconds + processing:
-            return "processing", None
-        completed_at = task.clock_start + self.pending_seconds + processing
-        return ("failed" if task.failure else "success"), completed_at
+        if processing is None:
+            return None
+        return task.clock_start + self.pending_seconds + processing
 
     def _task_snapshot(self, task: _Task, now: float) -> dict[str, Any]:
         """The public snapshot of a task (caller holds the lock)."""
+        status, completed_at = self._status_of(task, now)
         return {
             "task_id": task.task_id,
             "video_url": task.video_url,
             "audio_url": task.audio_url,
             "playback_type": task.playback_type,
             "created_at": task.created_at,
-            "status": self._status_of(task, now)[0],
+            "status": status,
+            "completed_at": completed_at,
+            "first_polled_at": task.first_polled_at,
         }
 
     def _task_payload(self, task_id: str) -> dict[str, Any] | None:
@@ -731,6 +780,8 @@ class FakeJoggServer:
                 return None
             if task.clock_start is None:
                 task.clock_start = now  # clock_from_first_status: this is the first answer about it
+            if task.first_polled_at is None:
+                task.first_polled_at = now
             status, completed_at = self._status_of(task, now)
             forced_error = task.forced_error
             failure = task.failure
@@ -1032,8 +1083,11 @@ class FakeJoggServer:
             return _json_response(200, _envelope(40000, problem))
         if self.remaining_quota <= 0:
             return _json_response(200, _envelope(18020, "Insufficient credit"))
+        timing, problem = _finish_markers(body["video_url"], body["audio_url"])
+        if problem is not None:
+            return _json_response(200, _envelope(40000, problem))
         playback_type = body.get("playback_type") or PLAYBACK_TYPES[0]
-        task = self._new_task(body["video_url"], body["audio_url"], playback_type)
+        task = self._new_task(body["video_url"], body["audio_url"], playback_type, timing)
         return _ok({"task_id": task.task_id, "status": "pending"})
 
     def _create_upload(self, body: Any, body_ok: bool) -> _Response:
@@ -1161,6 +1215,26 @@ def _validate_create(body: Any, body_ok: bool) -> str | None:
     if playback_type is not None and playback_type not in PLAYBACK_TYPES:
         return f"playback_type must be one of {', '.join(PLAYBACK_TYPES)}"
     return None
+
+
+def _finish_markers(*urls: str) -> tuple[dict[str, float], str | None]:
+    """The :data:`FINISH_AFTER_POLL` / :data:`FINISH_AFTER_CREATE` values found in the URLs' query
+    strings, and the 40000 message when one is not a number of seconds >= 0 or both are given."""
+    found: dict[str, float] = {}
+    for url in urls:
+        query = parse_qs(urlsplit(url).query)
+        for name in (FINISH_AFTER_POLL, FINISH_AFTER_CREATE):
+            for text in query.get(name, ()):
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = -1.0
+                if not value >= 0 or value == float("inf"):
+                    return {}, f"{name} must be a number of seconds >= 0, got {text!r}"
+                found[name] = value
+    if len(found) > 1:
+        return {}, f"give {FINISH_AFTER_POLL} or {FINISH_AFTER_CREATE}, not both"
+    return found, None
 
 
 def _validate_upload(body: Any, body_ok: bool) -> str | None:

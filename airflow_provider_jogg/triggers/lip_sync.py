@@ -191,6 +191,13 @@ class LipSyncTrigger(BaseTrigger):
         if config is None:  # end_time passed while the lookup kept failing
             assert self.end_time is not None
             return timeout_event(task_id, self.end_time)
+        if self.not_before is not None and self.not_before > time.time():
+            self.log.info(
+                "Jogg task %s: first poll in %.0f s at the earliest (the deferral floor, "
+                "[jogg] min_deferral_seconds, or the account's Retry-After)",
+                task_id,
+                self.not_before - time.time(),
+            )
         # this trigger's task sleeps until the account's scheduler has news: no timer, no wake-up per poll
         scheduler = PollScheduler.for_config(config)
         wait = await scheduler.register(task_id, self.poll_interval, self.end_time, self.not_before)

@@ -25,6 +25,9 @@ from tests.e2e.deployment import Deployment, tail
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+#: requests per second the ``jogg_load`` account takes; above it the fake answers 429, Retry-After: 1
+LOAD_RATE_LIMIT = 3.0
+
 _ACTIVE: list[Deployment] = []
 _REPORT_LINES: list[str] = []
 #: nodeid -> "passed" / "failed" / "skipped" (a failed setup or teardown counts as failed)
@@ -49,7 +52,15 @@ def e2e_keys() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def deployment(e2e_keys: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Deployment]:
     root = Path(tempfile.mkdtemp(prefix="jogg-e2e-"))
-    dep = Deployment(root=root, default_key=e2e_keys["jogg_default"], load_key=e2e_keys["jogg_load"])
+    # The load account as a user has it: a connection with no extras (the hook's default of 100
+    # requests/s, far above the account's real limit of 3/s, so that the fake's 429s really happen).
+    dep = Deployment(
+        root=root,
+        default_key=e2e_keys["jogg_default"],
+        load_key=e2e_keys["jogg_load"],
+        load_rate_limit=LOAD_RATE_LIMIT,
+        load_conn_extra={},
+    )
 
     # start_new_session=True keeps Ctrl-C away from the children: stop them ourselves on every exit.
     def on_sigterm(signum: int, frame: object) -> None:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
+from airflow_provider_jogg import policy
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
@@ -45,8 +47,14 @@ EXAMPLE_DAG = ROOT / "example_dags" / "example_jogg_lip_sync.py"
 E2E_DAGS = Path(__file__).resolve().parent / "dags"
 
 TRIGGER_CLASSPATH = "airflow_provider_jogg.triggers.lip_sync.LipSyncTrigger"
-CREATE_PATH = "/v2/create_lip_sync_video"
-STATUS_PATH = "/v2/lip_sync_video/"
+#: the provider's deferral floor; the unit suites set it to 0 (tests/conftest.py), a real deployment
+#: must run with the default, so no spawned component may inherit it
+MIN_DEFERRAL_ENV = "AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS"
+#: the extras of the connections unless a Deployment says otherwise (short backoff: quick tests)
+E2E_CONN_EXTRA: dict[str, Any] = {"retry_backoff": 0.2, "timeout": 10, "api_platform": "airflow-e2e"}
+CREATE_PATH = policy.CREATE_PATH
+#: the status route without the task id: ``STATUS_PATH + task_id``
+STATUS_PATH = policy.STATUS_PATH.format(task_id="")
 
 T = TypeVar("T")
 
@@ -322,6 +330,8 @@ class Deployment:
     #: settings added to (or replacing) the defaults of every Airflow process, applied before
     #: ``airflow db migrate``: e.g. another executor, metadata DB or broker (tests/e2e_distributed)
     env_overrides: dict[str, str] = field(default_factory=dict)
+    #: the ``extra`` of the ``jogg_load`` connection (``{}``: every setting at the hook's default)
+    load_conn_extra: dict[str, Any] = field(default_factory=lambda: dict(E2E_CONN_EXTRA))
 
     # ---- layout
     @property
@@ -369,8 +379,11 @@ class Deployment:
         for dag_file in sorted(E2E_DAGS.glob("jogg_e2e_*.py")):
             shutil.copy(dag_file, self.dags_folder / dag_file.name)
 
-        # Inherit the shell's PATH etc., but none of the AIRFLOW* settings of the test process.
+        # Inherit the shell's PATH etc., but none of the AIRFLOW* settings of the test process: above
+        # all not the deferral floor of 0 s the in-process suites run with (named here so that a
+        # change of the filter cannot let it through unnoticed).
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        base.pop(MIN_DEFERRAL_ENV, None)
         base["PYTHONUNBUFFERED"] = "1"
         fake_env = base
         self.fakes["jogg_default"] = start_fake_jogg(
@@ -421,14 +434,23 @@ class Deployment:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # After a scheduler crash its queued/running task instances are adopted or reset by the
+            # next scheduler only on this check (default every 300 s), once the dead job's heartbeat
+            # is older than [scheduler] scheduler_health_check_threshold (kept at its default 30 s).
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
             # The task supervisor can sleep this long after its task has exited before it notices
             # (it selects on no sockets at all); at the default 5 s each worker slot idles ~5 s per task.
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_JOGG_DEFAULT": self._conn(self.default_fake.url, self.default_key),
-            "AIRFLOW_CONN_JOGG_LOAD": self._conn(self.load_fake.url, self.load_key),
+            "AIRFLOW_CONN_JOGG_LOAD": self._conn(self.load_fake.url, self.load_key, self.load_conn_extra),
         }
         self.env.update(self.env_overrides)
+        if MIN_DEFERRAL_ENV in self.env:
+            raise DeploymentError(
+                f"{MIN_DEFERRAL_ENV} must not be set for a real deployment (got it in env_overrides): "
+                "the deferral floor is what keeps Airflow's deferral race away"
+            )
 
         t0 = time.monotonic()
         with open(self.proc_logs / "db-migrate.log", "wb") as out:
@@ -494,22 +516,59 @@ class Deployment:
                 f"the triggerer (pid {old.pid}) did not exit within {timeout:.0f} s of SIGTERM\n"
                 + self.diagnostics()
             )
-        # keep the first triggerer's log readable under its own name
-        new_log_name = f"triggerer-{len(self.retired) + 1}"
-        new = self._start(new_log_name, [AIRFLOW, "triggerer", "--skip-serve-logs"])
-        self.components["triggerer"] = self.components.pop(new_log_name)
-        return old, new
+        return old, self.start_again("triggerer", old)
+
+    def crash(self, name: str) -> Component:
+        """SIGKILL a component's own PID (a crash: no cleanup, no goodbye to the DB); it is retired.
+
+        Its children (a scheduler's LocalExecutor workers and their tasks, a triggerer's trigger
+        runner) are left to themselves as after a real crash; they stay in the crashed process's
+        session, which :meth:`stop` sweeps at the end.
+        """
+        component = self.components.pop(name)
+        self.retired.append(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(component.pid, signal.SIGKILL)
+        component.popen.wait(timeout=30)
+        component.killed = True
+        return component
+
+    def start_again(self, name: str, old: Component) -> Component:
+        """Start ``name`` again with ``old``'s command line; its output goes to ``<name>-<n>.log``."""
+        log_name = f"{name}-{len(self.retired) + 1}"
+        args = [str(a) for a in old.popen.args] if isinstance(old.popen.args, list) else [str(old.popen.args)]
+        self._start(log_name, args)
+        new = self.components.pop(log_name)
+        self.components[name] = new
+        return new
+
+    def logs_of(self, name: str) -> list[Path]:
+        """The output files of every process that ran as ``name`` (``scheduler.log``, ``scheduler-3.log``)."""
+        return sorted(self.proc_logs.glob(f"{name}.log")) + sorted(self.proc_logs.glob(f"{name}-*.log"))
+
+    def session_alive(self, component: Component) -> bool:
+        """Whether any process is left in the session ``component`` led (e.g. orphans of a crash)."""
+        try:
+            os.killpg(component.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def component_environ(self, name: str) -> dict[str, str]:
+        """The environment a running component really got (``/proc/<pid>/environ``)."""
+        raw = Path(f"/proc/{self.components[name].pid}/environ").read_bytes()
+        pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
 
     @staticmethod
-    def _conn(url: str, key: str) -> str:
-        return json.dumps(
-            {
-                "conn_type": "jogg",
-                "host": url,
-                "password": key,
-                "extra": {"retry_backoff": 0.2, "timeout": 10, "api_platform": "airflow-e2e"},
-            }
-        )
+    def _conn(url: str, key: str, extra: Mapping[str, Any] | None = None) -> str:
+        conn: dict[str, Any] = {"conn_type": "jogg", "host": url, "password": key}
+        extra = E2E_CONN_EXTRA if extra is None else extra
+        if extra:
+            conn["extra"] = dict(extra)
+        return json.dumps(conn)
 
     # ---- waiting, with the evidence in the failure message
     def check_alive(self) -> None:

@@ -10,14 +10,26 @@ logs and DB rows that the earlier tests produced.
 from __future__ import annotations
 
 import collections
+import datetime
 import json
+import os
+import signal
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH, Deployment, decode_xcom
+from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
+from tests.e2e.deployment import (
+    CREATE_PATH,
+    MIN_DEFERRAL_ENV,
+    STATUS_PATH,
+    TRIGGER_CLASSPATH,
+    Deployment,
+    decode_xcom,
+)
+from tests.e2e.timeline import deferrals, describe_spread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +39,6 @@ pytestmark = pytest.mark.e2e
 EXAMPLE = "example_jogg_lip_sync"
 SENSOR = "wait_for_lip_sync"
 BATCH = "jogg_e2e_batch"
-BATCH_PAIRS = 200
 AIOHTTP_UA = "aiohttp/"  # the trigger's client: "Python/3.x aiohttp/3.x"
 REQUESTS_UA = "python-requests/"  # the worker's client
 
@@ -77,9 +88,10 @@ def status_requests(requests: list[dict[str, Any]], jogg_task_id: str) -> list[d
 def wait_deferred_in_triggerer(
     dep: Deployment, dag_id: str, run_ids: list[str], timeout: float = 240
 ) -> dict[str, dict[str, Any]]:
-    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer has picked up,
-    the trigger has polled Jogg at least once (its log says so) and the scheduler has processed the
-    worker's deferral. Returns run_id -> the trigger row (plus the trigger log file)."""
+    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer has picked up and
+    the trigger has polled Jogg at least once (its log says so). Returns run_id -> the trigger row (plus
+    the trigger log file). Like a user, it does not wait for the scheduler to acknowledge anything: the
+    provider's deferral floor is what keeps Airflow's deferral race away."""
     found: dict[str, dict[str, Any]] = {}
 
     def probe() -> bool:
@@ -99,7 +111,7 @@ def wait_deferred_in_triggerer(
                         for e in log_events(path)
                     )
                 ]
-                if polled and dep.deferral_settled(row):
+                if polled:
                     found[run_id] = {**dict(row), "jogg_task_id": jogg_id, "trigger_log": polled[0]}
         return len(found) == len(run_ids)
 
@@ -150,11 +162,16 @@ def test_example_dag_waits_in_the_triggerer(deployment: Deployment, report) -> N
     assert seen["state"] == "deferred"
     assert seen["next_method"] == "execute_complete"
     kwargs = json.loads(dep.decrypt_trigger_kwargs(seen["kwargs"]))
-    assert set(kwargs) == {"jogg_task_id", "jogg_conn_id", "poll_interval", "end_time"}
+    assert set(kwargs) == {"jogg_task_id", "jogg_conn_id", "poll_interval", "end_time", "not_before"}
     assert (kwargs["jogg_task_id"], kwargs["jogg_conn_id"], kwargs["poll_interval"]) == (
         dep.xcoms(EXAMPLE, run_id, "lip_sync")[-1],
         "jogg_default",
         5.0,
+    )
+    # not_before = the deferral + the default floor (the deployment does not set [jogg]
+    # min_deferral_seconds): both deadlines come from one clock reading, the sensor's timeout is 1 h
+    assert kwargs["end_time"] - kwargs["not_before"] == pytest.approx(
+        60 * 60 - DEFAULT_MIN_DEFERRAL_SECONDS, abs=1e-3
     )
     jobs = {job["id"]: job for job in dep.triggerer_jobs()}
     assert jobs[seen["triggerer_id"]]["state"] == "running", jobs
@@ -177,6 +194,9 @@ def test_example_dag_waits_in_the_triggerer(deployment: Deployment, report) -> N
     worker_events = [e.get("event", "") for e in log_events(worker_log)]
     assert any(e.startswith("Pausing task as DEFERRED") for e in worker_events), worker_events
     assert not any("since this wait started" in e for e in worker_events), worker_events
+    (deferral,) = deferrals(dep.task_logs, dep.logs_of("scheduler"), EXAMPLE, run_id, SENSOR)
+    # the floor was computed just before the deferral was logged (a loaded machine: a few seconds)
+    assert 0 <= deferral.paused_at - (kwargs["not_before"] - DEFAULT_MIN_DEFERRAL_SECONDS) < 10
 
     polls = status_requests(dep.default_fake.requests(), jogg_id)
     agents = [r["headers"].get("user-agent", "") for r in polls]
@@ -184,8 +204,17 @@ def test_example_dag_waits_in_the_triggerer(deployment: Deployment, report) -> N
     assert len(agents) >= 3, agents  # the check, then "processing" and "success" from the trigger
     assert all(AIOHTTP_UA in a for a in agents[1:]), agents
     assert all(r["headers"].get("x-api-key") == "<valid>" for r in polls)
+    # the trigger held back until not_before: no poll (and so no event) before it
+    assert polls[1]["time"] >= kwargs["not_before"], (polls[1]["time"], kwargs["not_before"])
+    assert deferral.processed is not None
+    assert deferral.processed.state == "deferred"
+    assert deferral.fired_at is not None
+    assert deferral.fired_at > deferral.processed.at
     report(
-        f"example DAG: run {run_id} succeeded in {time.monotonic() - started:.1f} s; "
+        f"example DAG: run {run_id} succeeded in {time.monotonic() - started:.1f} s; first trigger poll "
+        f"{polls[1]['time'] - deferral.paused_at:.1f} s after the deferral (floor "
+        f"{DEFAULT_MIN_DEFERRAL_SECONDS:g} s), the scheduler processed the deferral after "
+        f"{deferral.window:.1f} s; "
         f"{len(agents) - 1} status polls from the triggerer (job {seen['triggerer_id']}), "
         f"1 check from the worker"
     )
@@ -275,68 +304,61 @@ def test_triggerer_restart_keeps_deferred_sensors(deployment: Deployment, report
 
 
 # --------------------------------------------------------------------------------------------------
-# 3. Load: 200 pairs through dynamic task mapping, against a rate-limited fake
+# 3. Load that provokes Airflow's deferral race, three times in a row: a user-like mapped batch (no
+#    retries anywhere), a rate-limited account, Jogg tasks that end within seconds of the deferral
+#    and others much later, the triggerer SIGKILLed mid-wait; nobody waits for the scheduler.
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.timeout(1200)
-def test_batch_of_200_pairs_under_a_rate_limit(deployment: Deployment, report) -> None:
-    dep = deployment
+RACE_PAIRS = 50
+#: seconds after the fake first answered a status request for it that pair i's Jogg task ends, cycled
+#: over the pairs: four of five end within seconds of their sensor's first look (which is the
+#: pre-defer check when it is not rate limited), inside the time the scheduler takes to process
+#: the executor's report of the deferral; the fifth ends tens of seconds later
+RACE_FINISH_AFTER_POLL = [0.5, 1.0, 2.0, 3.0, 25.0]
+#: the triggerer is crashed once the last pair waits in it: a late one, so it surely waits on
+assert RACE_FINISH_AFTER_POLL[(RACE_PAIRS - 1) % len(RACE_FINISH_AFTER_POLL)] >= 10
+
+
+def assert_batch_delivered(dep: Deployment, run_id: str, pairs: int) -> dict[str, Any]:
+    """Every result belongs to its own pair; exactly one accepted create per pair, other creates 429."""
     fake = dep.load_fake
-    dep.wait_for_dag(BATCH)
-    run_id = new_run_id("load")
-    started = time.monotonic()
-    dep.trigger(BATCH, run_id, {"pairs": BATCH_PAIRS, "tag": run_id})
-
-    # Every sensor must be deferred on its LipSyncTrigger at the same time (200 triggers in one
-    # triggerer, polling through the rate limit); only then do the Jogg tasks finish.
-    deferred: dict[int, dict[str, Any]] = {}
-    peak = 0
-
-    def all_deferred() -> bool:
-        nonlocal peak
-        states = dep.task_states(BATCH, run_id)
-        bad = {
-            k: v
-            for k, v in states.items()
-            if v in ("failed", "upstream_failed") or (v == "up_for_retry" and k[0] != "wait")
-        }
-        if bad:
-            raise AssertionError(f"tasks failed before the Jogg tasks finished: {bad}\n{dep.diagnostics()}")
-        rows = [
-            r
-            for r in dep.deferred_sensors(BATCH, run_id, "wait")
-            if r["classpath"] == TRIGGER_CLASSPATH and r["triggerer_id"] is not None
-        ]
-        peak = max(peak, len(rows))
-        settled = [r for r in rows if dep.deferral_settled(r)]
-        for row in settled:
-            deferred.setdefault(row["map_index"], dict(row))
-        return len(settled) == BATCH_PAIRS
-
-    dep.wait_until(f"all {BATCH_PAIRS} mapped sensors to be deferred", all_deferred, timeout=900, interval=2)
-    all_deferred_at = time.monotonic()
     jogg_ids: dict[int, str] = dep.xcoms(BATCH, run_id, "lip_sync")
-    assert sorted(jogg_ids) == list(range(BATCH_PAIRS))
-    for index in range(BATCH_PAIRS):
-        fake.set_status(jogg_ids[index], "success")
-
-    states = dep.wait_for_runs(BATCH, [run_id], timeout=600)
-    finished = time.monotonic()
-    ti_states = dep.task_states(BATCH, run_id)
-    not_ok = {k: v for k, v in ti_states.items() if v != "success"}
-    assert states == {run_id: "success"}, not_ok
-    assert not not_ok
-    assert len(ti_states) == 2 + 2 * BATCH_PAIRS  # make_pairs, 200 x lip_sync, 200 x wait, collect
-
-    # Only the sensors may have retried (see the DAG), and only after Airflow's own state-mismatch
-    # race (apache/airflow#67287), recorded in its audit log; never a create.
-    retried = {
-        (r["task_id"], r["map_index"]): r["try_number"]
-        for r in dep.query(
-            "SELECT task_id, map_index, try_number FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ? AND try_number > 1",
-            (BATCH, run_id),
+    made = dep.xcoms(BATCH, run_id, "make_pairs")[-1]
+    results = dep.xcoms(BATCH, run_id, "wait")
+    tasks = fake.tasks()
+    assert sorted(jogg_ids) == list(range(pairs))
+    assert sorted(results) == list(range(pairs))
+    assert len(made) == pairs
+    for index in range(pairs):
+        jogg_id = jogg_ids[index]
+        assert results[index]["task_id"] == jogg_id, index
+        assert results[index]["status"] == "success"
+        assert jogg_id in results[index]["result_url"]
+        created = tasks[jogg_id]
+        assert created["video_url"] == made[index]["video_url"]
+        assert created["video_url"].startswith(
+            f"https://media.example.com/e2e/{run_id}/video-{index:03d}.mp4"
         )
-    }
+        assert created["audio_url"] == made[index]["audio_url"]
+        assert created["audio_url"] == f"https://media.example.com/e2e/{run_id}/audio-{index:03d}.mp3"
+    collected = dep.xcoms(BATCH, run_id, "collect")[-1]
+    assert collected == {"count": pairs, "task_ids": [jogg_ids[i] for i in range(pairs)]}
+
+    recorded = fake.requests()
+    mine = [r for r in recorded if r["path"] == CREATE_PATH and f"/e2e/{run_id}/" in str(r["json"])]
+    accepted = [r for r in mine if r["status"] == 200]
+    assert all(r["status"] == 429 for r in mine if r["status"] != 200), collections.Counter(
+        r["status"] for r in mine
+    )
+    by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
+    assert len(by_pair) == pairs
+    assert set(by_pair.values()) == {1}, {pair: n for pair, n in by_pair.items() if n != 1}
+    assert sum(1 for t in tasks.values() if f"/e2e/{run_id}/" in t["video_url"]) == pairs
+    return {"jogg_ids": jogg_ids, "tasks": tasks, "recorded": recorded, "creates": mine}
+
+
+def lost_and_mismatched(dep: Deployment, run_id: str) -> tuple[dict[tuple[str, int], str | None], set[Any]]:
+    """Task instances not in success, and those the scheduler recorded a "state mismatch" for."""
+    not_ok = {k: v for k, v in dep.task_states(BATCH, run_id).items() if v != "success"}
     mismatches = {
         (r["task_id"], r["map_index"])
         for r in dep.query(
@@ -344,85 +366,273 @@ def test_batch_of_200_pairs_under_a_rate_limit(deployment: Deployment, report) -
             (BATCH, run_id),
         )
     }
-    assert all(task == "wait" for task, _ in retried), retried
-    assert set(retried) <= mismatches, {"retried": retried, "state mismatches": mismatches}
+    return not_ok, mismatches
 
-    # Each result belongs to its own input pair.
-    pairs = dep.xcoms(BATCH, run_id, "make_pairs")[-1]
-    results = dep.xcoms(BATCH, run_id, "wait")
-    tasks = fake.tasks()
-    assert len(pairs) == BATCH_PAIRS
-    assert sorted(results) == list(range(BATCH_PAIRS))
-    for index in range(BATCH_PAIRS):
-        jogg_id = jogg_ids[index]
-        assert results[index]["task_id"] == jogg_id, index
-        assert results[index]["status"] == "success"
-        assert results[index]["result_url"]
-        created = tasks[jogg_id]
-        assert (
-            created["video_url"]
-            == pairs[index]["video_url"]
-            == (f"https://media.example.com/e2e/{run_id}/video-{index:03d}.mp4")
-        )
-        assert (
-            created["audio_url"]
-            == pairs[index]["audio_url"]
-            == (f"https://media.example.com/e2e/{run_id}/audio-{index:03d}.mp3")
-        )
-    collected = dep.xcoms(BATCH, run_id, "collect")[-1]
-    assert collected == {"count": BATCH_PAIRS, "task_ids": [jogg_ids[i] for i in range(BATCH_PAIRS)]}
 
-    # Exactly one accepted create per pair; any other create POST was a 429, which creates nothing.
-    recorded = fake.requests()
-    creates = [r for r in recorded if r["method"] == "POST" and r["path"] == CREATE_PATH]
-    accepted = [r for r in creates if r["status"] == 200]
-    assert len(accepted) == BATCH_PAIRS, collections.Counter(r["status"] for r in creates)
-    assert all(r["status"] == 429 for r in creates if r["status"] != 200)
-    by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
-    assert set(by_pair.values()) == {1}
-    assert len(by_pair) == BATCH_PAIRS
-    assert sum(1 for t in tasks.values() if f"/e2e/{run_id}/" in t["video_url"]) == BATCH_PAIRS
-
-    # Every wait went through the triggerer: a trigger row was seen for each map index, and each
-    # Jogg task was polled by the trigger's aiohttp client.
-    assert sorted(deferred) == list(range(BATCH_PAIRS))
-    for index, jogg_id in jogg_ids.items():
-        polls = status_requests(recorded, jogg_id)
-        from_trigger = [r for r in polls if AIOHTTP_UA in r["headers"].get("user-agent", "")]
-        assert any(r["status"] == 200 for r in from_trigger), index
-
-    statuses = collections.Counter(r["status"] for r in recorded)
-    throttled = [r for r in recorded if r["status"] == 429]
-    throttled_by = collections.Counter(
-        ("create" if r["path"] == CREATE_PATH else "status")
-        + (" (trigger)" if AIOHTTP_UA in r["headers"].get("user-agent", "") else " (worker)")
-        for r in throttled
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("repetition", [1, 2, 3])
+def test_batch_survives_the_deferral_race_and_a_triggerer_crash(
+    deployment: Deployment, report, repetition: int
+) -> None:
+    dep = deployment
+    # The deployment runs with the provider's default deferral floor: the in-process suites' 0 s
+    # (tests/conftest.py sets it in this very process) reached no component.
+    for name in ("scheduler", "triggerer", "api-server"):
+        assert MIN_DEFERRAL_ENV not in dep.component_environ(name), name
+    dep.wait_for_dag(BATCH)
+    run_id = new_run_id(f"race{repetition}")
+    started = time.monotonic()
+    dep.trigger(
+        BATCH, run_id, {"pairs": RACE_PAIRS, "tag": run_id, "finish_after_poll": RACE_FINISH_AFTER_POLL}
     )
-    assert statuses[429] > 0, f"the rate limit never answered 429: {statuses}"
-    assert set(statuses) <= {200, 429}, statuses
-    leftover = dep.query("SELECT count(*) FROM trigger")[0][0]
-    phases = {
-        row["task_id"]: (row["first"], row["last"])
-        for row in dep.query(
-            "SELECT task_id, min(start_date) AS first, max(end_date) AS last FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ? GROUP BY task_id",
-            (BATCH, run_id),
-        )
-    }
+
+    # Crash the triggerer as soon as the last pair's sensor waits in it (a late pair: it cannot have
+    # ended yet), with whatever other waits are in it then, some within their floor: SIGKILL to its
+    # PID, a replacement started at once. Nothing here waits for the scheduler to acknowledge anything.
+    def last_pair_waits_in_triggerer() -> dict[str, list[Any]] | None:
+        rows = [
+            r
+            for r in dep.deferred_sensors(BATCH, run_id, "wait")
+            if r["classpath"] == TRIGGER_CLASSPATH and r["triggerer_id"] is not None
+        ]
+        if any(r["map_index"] == RACE_PAIRS - 1 for r in rows):
+            return {"rows": rows}
+        if dep.run_state(BATCH, run_id) in ("success", "failed"):
+            return {"rows": []}  # a run that lost tasks can end first: the assertions below say so
+        return None
+
+    in_triggerer = dep.wait_until(
+        "the last pair's sensor to wait in the triggerer",
+        last_pair_waits_in_triggerer,
+        timeout=900,
+        interval=0.5,
+    )["rows"]
+    old_job = max((r["triggerer_id"] for r in in_triggerer), default=None)
+    crashed = dep.crash("triggerer")
+    crashed_at = time.time()
+    crashed_after = time.monotonic() - started
+    replacement = dep.start_again("triggerer", crashed)
+
+    states = dep.wait_for_runs(BATCH, [run_id], timeout=900)
+    finished = time.monotonic()
+    not_ok, mismatches = lost_and_mismatched(dep, run_id)
+    timeline = deferrals(dep.task_logs, dep.logs_of("scheduler"), BATCH, run_id, "wait")
+    raced = [d for d in timeline if d.fired_first]
+    unprocessed = [d for d in timeline if d.processed is None]
+    windows = [d.window for d in timeline if d.window is not None]
+    margins = [d.fired_at - d.processed.at for d in timeline if d.processed and d.fired_at]
     report(
-        f"load: {BATCH_PAIRS} pairs succeeded in {finished - started:.1f} s "
-        f"(all {BATCH_PAIRS} sensors deferred at once after {all_deferred_at - started:.1f} s, peak "
-        f"{peak} LipSyncTriggers; results delivered {finished - all_deferred_at:.1f} s after the Jogg "
-        f"tasks finished); {len(recorded)} API requests, {len(accepted)} accepted create POSTs, "
-        f"{statuses[429]} answers 429 absorbed ({dict(throttled_by)}) at a {dep.load_rate_limit:g} req/s "
-        f"limit; trigger rows left: {leftover}; sensors retried after Airflow's state-mismatch race "
-        f"(apache/airflow#67287): {len(retried)}"
+        f"race rep {repetition}: {RACE_PAIRS} pairs, run {states[run_id]} in {finished - started:.1f} s; "
+        f"task instances not successful: {len(not_ok)} {sorted(not_ok.items())[:6]}; state mismatches: "
+        f"{len(mismatches)}; deferrals {len(timeline)}, triggers that fired before the scheduler processed "
+        f"the deferral: {len(raced)}; scheduler processed the executor event of a deferral "
+        f"{describe_spread(windows)} after it; triggers fired {describe_spread(margins)} after that; "
+        f"triggerer job {old_job} (pid {crashed.pid}) SIGKILLed {crashed_after:.1f} s into the run "
+        f"with {len(in_triggerer)} LipSyncTriggers"
     )
-    report(f"load phases (first start, last end): {phases}")
+    assert states == {run_id: "success"}, not_ok
+    assert not not_ok
+    assert not mismatches, mismatches
+    assert len(dep.task_states(BATCH, run_id)) == 2 + 2 * RACE_PAIRS
+    assert not dep.query(
+        "SELECT task_id, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? AND try_number > 1",
+        (BATCH, run_id),
+    )
+    delivered = assert_batch_delivered(dep, run_id, RACE_PAIRS)
+
+    # The window, measured: no trigger fired before the scheduler had processed the executor's event
+    # of its deferral (the TI was still deferred when the scheduler looked), each sensor deferred
+    # once, and every deferral was processed.
+    assert not raced, raced
+    assert not unprocessed, unprocessed
+    assert all(d.processed is not None and d.processed.state == "deferred" for d in timeline)
+    assert sorted(d.map_index for d in timeline) == list(range(RACE_PAIRS)), timeline
+    # The scenario did provoke the race: Jogg tasks that had ended before the scheduler had processed
+    # their deferral. A trigger polling at once would have fired inside the window for each of them.
+    tasks = delivered["tasks"]
+    ended_inside = [
+        d
+        for d in timeline
+        if d.processed is not None
+        and tasks[delivered["jogg_ids"][d.map_index]]["completed_at"] is not None
+        and tasks[delivered["jogg_ids"][d.map_index]]["completed_at"] < d.processed.at
+    ]
+    # the sensors' checks before deferring (the worker's requests client; the triggers use aiohttp):
+    # how many met a 429 depends on how busy the account was at that moment (0-10 of 50 seen), so it
+    # is reported, not asserted; the sensor's unit and dag.test() tests pin the 429 path down
+    checks = [
+        r
+        for r in delivered["recorded"]
+        if r["path"][len(STATUS_PATH) :] in set(delivered["jogg_ids"].values())
+        and REQUESTS_UA in r["headers"].get("user-agent", "")
+    ]
+    limited_checks = [r for r in checks if r["status"] == 429]
+
+    # The crash: the waits that were in the crashed triggerer either had fired before it or ran again
+    # in the replacement (a trigger log of another triggerer job); the last pair's surely did.
+    assert old_job is not None, "the triggerer was crashed with no wait in it"
+    by_index = {d.map_index: d for d in timeline}
+    waiting = {r["map_index"] for r in in_triggerer}
+    adopted = {i for i in waiting if any(job != old_job for job in by_index[i].triggerer_jobs)}
+    assert RACE_PAIRS - 1 in adopted, sorted(adopted)
+    fired_before = {i for i in waiting if (by_index[i].fired_at or crashed_at) < crashed_at}
+    assert waiting <= adopted | fired_before, sorted(waiting - adopted - fired_before)
+    dep.wait_until(
+        "the crashed triggerer's trigger runner to exit", lambda: not dep.session_alive(crashed), timeout=120
+    )
+    statuses = collections.Counter(r["status"] for r in delivered["recorded"])
+    report(
+        f"race rep {repetition}: Jogg tasks that ended before the scheduler processed their sensor's "
+        f"deferral: {len(ended_inside)} of {RACE_PAIRS}; worker status checks answered "
+        f"{len(checks) - len(limited_checks)}, rate limited {len(limited_checks)}; replacement triggerer "
+        f"(pid {replacement.pid}) adopted {len(adopted)} of the {len(waiting)} waits the crashed one held; "
+        f"API answers so far {dict(statuses)} at a "
+        f"{dep.load_rate_limit:g} req/s limit"
+    )
+    assert ended_inside, "no Jogg task ended inside the window: the scenario provoked nothing"
 
 
 # --------------------------------------------------------------------------------------------------
-# 4. Secrets: the key appears nowhere
+# 4. Faults: the scheduler SIGKILLed mid-batch; a task's worker process SIGKILLed after Jogg's answer
+# --------------------------------------------------------------------------------------------------
+CRASH_PAIRS = 16
+
+
+@pytest.mark.timeout(1200)
+def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
+    dep = deployment
+    fake = dep.load_fake
+    dep.wait_for_dag(BATCH)
+    run_id = new_run_id("schedcrash")
+    started = time.monotonic()
+    dep.trigger(BATCH, run_id, {"pairs": CRASH_PAIRS, "tag": run_id, "finish_after_poll": [1.0, 20.0]})
+
+    # Mid-batch: a quarter of the creates answered, the rest still to come.
+    def quarter_created() -> bool:
+        accepted = [r for r in fake.creates() if r["status"] == 200 and f"/e2e/{run_id}/" in str(r["json"])]
+        return len(accepted) >= CRASH_PAIRS // 4
+
+    dep.wait_until("a quarter of the batch's creates", quarter_created, timeout=600, interval=0.2)
+    in_flight = {
+        k: v for k, v in dep.task_states(BATCH, run_id).items() if v in ("queued", "running", "deferred")
+    }
+    (old_job,) = dep.query("SELECT max(id) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")[0]
+    crashed = dep.crash("scheduler")
+    crashed_at = datetime.datetime.now(datetime.timezone.utc)
+    replacement = dep.start_again("scheduler", crashed)
+
+    states = dep.wait_for_runs(BATCH, [run_id], timeout=900)
+    not_ok, mismatches = lost_and_mismatched(dep, run_id)
+    reset = {
+        (r["task_id"], r["map_index"]): r["try_number"]
+        for r in dep.query(
+            "SELECT task_id, map_index, try_number FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? AND try_number > 1",
+            (BATCH, run_id),
+        )
+    }
+    reattached = [
+        path
+        for path in (dep.task_logs / f"dag_id={BATCH}" / f"run_id={run_id}" / "task_id=lip_sync").glob(
+            "*/attempt=*.log"
+        )
+        if "Reattaching to Jogg task" in path.read_text(errors="replace")
+    ]
+    creates = [r for r in fake.creates() if f"/e2e/{run_id}/" in str(r["json"])]
+    accepted = sum(1 for r in creates if r["status"] == 200)
+    # work the crashed scheduler had queued, which its orphaned LocalExecutor workers ran after it died
+    orphaned = [
+        r
+        for r in dep.query(
+            "SELECT task_id, map_index, start_date FROM task_instance WHERE dag_id = ? AND run_id = ? "
+            "AND queued_by_job_id = ?",
+            (BATCH, run_id, old_job),
+        )
+        if r["start_date"]
+        and datetime.datetime.fromisoformat(r["start_date"]).replace(tzinfo=datetime.timezone.utc)
+        > crashed_at
+    ]
+    report(
+        f"scheduler crash: SIGKILL to the scheduler (pid {crashed.pid}) after {CRASH_PAIRS // 4} of "
+        f"{CRASH_PAIRS} creates, with "
+        f"{len(in_flight)} task instances queued/running/deferred; replacement pid {replacement.pid}; run "
+        f"{states[run_id]} after {time.monotonic() - started:.1f} s; not successful: {len(not_ok)}; task "
+        f"instances reset by the new scheduler (try > 1): {len(reset)} {sorted(reset)[:6]}; lip_sync retries "
+        f"that reattached: {len(reattached)}; accepted creates {accepted} for {CRASH_PAIRS} pairs; "
+        f"state mismatches {len(mismatches)}; task instances the crashed scheduler (job {old_job}) had "
+        f"queued that its orphaned workers started after the crash: {len(orphaned)}"
+    )
+    assert states == {run_id: "success"}, not_ok
+    assert not not_ok
+    assert not mismatches, mismatches
+    assert_batch_delivered(dep, run_id, CRASH_PAIRS)
+    # the crashed scheduler's LocalExecutor workers outlived it (as after a real crash); the run is
+    # over, so they go now instead of at the end of the session
+    crashed.stop()
+
+
+REATTACH = "jogg_e2e_reattach"
+
+
+@pytest.mark.timeout(600)
+def test_worker_killed_after_the_create_reattaches(deployment: Deployment, report) -> None:
+    dep = deployment
+    fake = dep.default_fake
+    dep.wait_for_dag(REATTACH)
+    run_id = new_run_id("workerkill")
+    params = media(run_id)
+    dep.trigger(REATTACH, run_id, params)
+
+    # The window: Jogg answered the create, and the task is waiting in its worker (its first status
+    # poll arrived, so the id is in the task state store). Nothing is timed: the fake's task stays
+    # processing until the test ends it.
+    def waiting_in_worker() -> tuple[str, int] | None:
+        mine = [r for r in fake.creates() if r["json"] and r["json"].get("video_url") == params["video_url"]]
+        if not mine or mine[0]["status"] != 200:
+            return None
+        (jogg_id,) = [tid for tid, t in fake.tasks().items() if t["video_url"] == params["video_url"]]
+        if not status_requests(fake.requests(), jogg_id):
+            return None
+        (row,) = dep.query(
+            "SELECT state, pid, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (REATTACH, run_id),
+        )
+        return (jogg_id, int(row["pid"])) if row["state"] == "running" and row["pid"] else None
+
+    jogg_id, pid = dep.wait_until(
+        "the task to wait in its worker", waiting_in_worker, timeout=240, interval=0.2
+    )
+    # the task's own process, a descendant of the scheduler we started (same session)
+    assert os.getsid(pid) == dep.components["scheduler"].pid
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+
+    def retry_polls() -> bool:
+        return any(r["time"] > killed_at for r in status_requests(fake.requests(), jogg_id))
+
+    dep.wait_until("the retry to poll the same Jogg task", retry_polls, timeout=240, interval=0.5)
+    fake.set_status(jogg_id, "success")
+    states = dep.wait_for_runs(REATTACH, [run_id], timeout=240)
+    assert states == {run_id: "success"}, dep.task_states(REATTACH, run_id)
+    (row,) = dep.query(
+        "SELECT state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?", (REATTACH, run_id)
+    )
+    assert (row["state"], row["try_number"]) == ("success", 2)
+    creates = [r for r in fake.creates() if r["json"] and r["json"].get("video_url") == params["video_url"]]
+    assert [r["status"] for r in creates] == [200]
+    assert dep.xcoms(REATTACH, run_id, "lip_sync")[-1]["task_id"] == jogg_id
+    folder = dep.task_logs / f"dag_id={REATTACH}" / f"run_id={run_id}" / "task_id=lip_sync"
+    second = (folder / "attempt=2.log").read_text(errors="replace")
+    assert f"Reattaching to Jogg task {jogg_id}" in second
+    assert "Created Jogg lip-sync task" not in second
+    report(
+        f"worker kill: SIGKILL to the task process (pid {pid}) while it waited on Jogg task {jogg_id}; try 2 "
+        f"reattached and succeeded; creates for the run: {len(creates)} (all accepted)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Secrets: the key appears nowhere
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(420)
 def test_api_key_never_stored(deployment: Deployment, e2e_keys: dict[str, str], report) -> None:
@@ -463,8 +673,9 @@ def test_api_key_never_stored(deployment: Deployment, e2e_keys: dict[str, str], 
     assert dep.trigger_rows, "no trigger rows were captured"
     for row in dep.trigger_rows.values():
         kwargs_text = dep.decrypt_trigger_kwargs(row["kwargs"])
-        if row["classpath"] == TRIGGER_CLASSPATH:  # others: the DateTimeTrigger that sits out a 429
-            assert json.loads(kwargs_text)["jogg_task_id"] in kwargs_text
+        # only LipSyncTriggers: a 429 on the check before deferring no longer sits in a DateTimeTrigger
+        assert row["classpath"] == TRIGGER_CLASSPATH, row["classpath"]
+        assert json.loads(kwargs_text)["jogg_task_id"] in kwargs_text
         for key in keys:
             assert key not in kwargs_text, f"key in trigger row {row['trigger_id']}"
             assert key not in row["kwargs"], f"key in trigger row {row['trigger_id']}"

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
 from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH, wait_until
 from tests.e2e_distributed import timeline
 from tests.e2e_distributed.services import (
@@ -70,7 +71,7 @@ ORPHAN_GRACE_SECONDS = 30.0
 #: [triggerer] triggerer_health_check_threshold (10 s) + a few triggerer loops + a busy 2-core machine
 ADOPTION_TIMEOUT = 120.0
 #: the provider's default ``[jogg] min_deferral_seconds``: no LipSyncTrigger polls or fires before it
-DEFAULT_FLOOR_SECONDS = 15.0
+DEFAULT_FLOOR_SECONDS = DEFAULT_MIN_DEFERRAL_SECONDS
 #: sensor states before its deferral (or its end)
 NOT_YET_DEFERRED = (None, "scheduled", "queued", "running", "up_for_retry", "up_for_reschedule")
 #: pairs of the PostgreSQL restart test (all in the late lane: every wait is deferred at the restart)

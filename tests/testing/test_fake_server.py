@@ -23,7 +23,7 @@ import requests
 
 import airflow_provider_jogg
 from airflow_provider_jogg.testing import FakeJoggServer, Fault, RecordedRequest
-from airflow_provider_jogg.testing.server import FAILURE_MESSAGE
+from airflow_provider_jogg.testing.server import FAILURE_MESSAGE, FINISH_AFTER_CREATE, FINISH_AFTER_POLL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -164,7 +164,18 @@ def test_create_then_status_goes_pending_processing_success(
     assert snapshot["video_url"] == VIDEO
     assert snapshot["audio_url"] == AUDIO
     assert snapshot["playback_type"] == "normal"
-    assert set(snapshot) == {"task_id", "video_url", "audio_url", "playback_type", "created_at", "status"}
+    assert set(snapshot) == {
+        "task_id",
+        "video_url",
+        "audio_url",
+        "playback_type",
+        "created_at",
+        "status",
+        "completed_at",
+        "first_polled_at",
+    }
+    assert snapshot["completed_at"] == pytest.approx(snapshot["created_at"] + 2.0)
+    assert snapshot["first_polled_at"] is not None
 
 
 def test_url_with_fail_gives_failed_task(server: FakeJoggServer, session: requests.Session) -> None:
@@ -265,6 +276,93 @@ def test_clock_from_first_status_is_not_started_by_a_refused_request(
 def test_processing_seconds_by_url_rejects_bad_entries(mapping: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FakeJoggServer(api_key=KEY, processing_seconds_by_url=mapping)
+
+
+def test_finish_after_poll_marker_counts_from_the_first_answered_poll(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # The server's own timeline never ends a task: only the marker can.
+    server = make_server(pending_seconds=0, processing_seconds=None)
+    video = f"{VIDEO}?{FINISH_AFTER_POLL}=0.2"
+    task_id = create(session, server, video_url=video).json()["data"]["task_id"]
+    created_at = server.tasks[task_id]["created_at"]
+    # Long after creation + 0.2 s, a task nobody has polled is still processing.
+    assert wait_until(lambda: time.time() > created_at + 0.5)
+    assert server.tasks[task_id]["status"] == "processing"
+    assert server.tasks[task_id]["first_polled_at"] is None
+
+    first = get_task(session, server, task_id)
+    assert first["status"] == "processing"
+    first_polled_at = server.tasks[task_id]["first_polled_at"]
+    assert first_polled_at is not None
+    assert first_polled_at > created_at + 0.5
+    assert wait_until(lambda: get_task(session, server, task_id)["status"] == "success", timeout=30)
+    snapshot = server.tasks[task_id]
+    assert snapshot["first_polled_at"] == first_polled_at  # later polls do not move the anchor
+    assert snapshot["completed_at"] == pytest.approx(first_polled_at + 0.2)
+    assert get_task(session, server, task_id)["completed_at"] == int(first_polled_at + 0.2)
+
+
+def test_finish_after_poll_marker_ignores_unanswered_polls(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # a bucket of one token that takes 1000 s to refill: the second keyed request gets a 429
+    server = make_server(pending_seconds=0, processing_seconds=None, rate_limit=0.001)
+    audio = f"{AUDIO}?{FINISH_AFTER_POLL}=0"
+    task_id = server.add_task(VIDEO, audio)
+    status_path = f"/v2/lip_sync_video/{task_id}"
+    server.add_fault(Fault("status", status=503, path=status_path, times=1))
+    assert session.get(server.url + status_path, timeout=5).status_code == 503
+    assert session.get(server.url + status_path, timeout=5, headers={"x-api-key": "wrong"}).status_code == 401
+    assert session.get(server.url + status_path, timeout=5).status_code == 429
+    assert server.tasks[task_id]["first_polled_at"] is None
+    assert server.tasks[task_id]["status"] == "processing"
+    # The first answered poll sees the end at once (0 s after itself).
+    server.rate_limit = None
+    assert get_task(session, server, task_id)["status"] == "success"
+    assert server.tasks[task_id]["completed_at"] == server.tasks[task_id]["first_polled_at"]
+
+
+def test_finish_after_create_marker(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    server = make_server(pending_seconds=0, processing_seconds=None)
+    done = create(session, server, video_url=f"{VIDEO}?{FINISH_AFTER_CREATE}=0").json()["data"]["task_id"]
+    failed = create(
+        session, server, video_url=f"https://media.example/fail.mp4?a=1&{FINISH_AFTER_CREATE}=0"
+    ).json()["data"]["task_id"]
+    later = create(session, server, audio_url=f"{AUDIO}?{FINISH_AFTER_CREATE}=3600").json()["data"]["task_id"]
+    assert server.tasks[done]["status"] == "success"  # no poll needed
+    assert server.tasks[done]["completed_at"] == server.tasks[done]["created_at"]
+    assert get_task(session, server, failed)["status"] == "failed"
+    assert get_task(session, server, later)["status"] == "processing"
+    assert server.tasks[later]["completed_at"] is None
+
+
+NOT_SECONDS = "{} must be a number of seconds >= 0, got {!r}"
+
+
+@pytest.mark.parametrize(
+    ("video_url", "message"),
+    [
+        (f"{VIDEO}?{FINISH_AFTER_POLL}=soon", NOT_SECONDS.format(FINISH_AFTER_POLL, "soon")),
+        (f"{VIDEO}?{FINISH_AFTER_POLL}=-1", NOT_SECONDS.format(FINISH_AFTER_POLL, "-1")),
+        (f"{VIDEO}?{FINISH_AFTER_CREATE}=nan", NOT_SECONDS.format(FINISH_AFTER_CREATE, "nan")),
+        (
+            f"{VIDEO}?{FINISH_AFTER_POLL}=1&{FINISH_AFTER_CREATE}=1",
+            f"give {FINISH_AFTER_POLL} or {FINISH_AFTER_CREATE}, not both",
+        ),
+    ],
+    ids=["not-a-number", "negative", "nan", "both"],
+)
+def test_invalid_finish_marker_is_refused(
+    server: FakeJoggServer, session: requests.Session, video_url: str, message: str
+) -> None:
+    body = create(session, server, video_url=video_url).json()
+    assert body == {"code": 40000, "msg": message, "data": None}
+    assert server.tasks == {}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        server.add_task(video_url, AUDIO)
 
 
 def test_playback_type_default_and_explicit(server: FakeJoggServer, session: requests.Session) -> None:

@@ -5,11 +5,18 @@
 ``wait`` waits for each of them in the triggerer (``LipSyncSensor.partial(...).expand(...)``),
 and ``collect`` receives every result. It uses the ``jogg_load`` connection (the rate-limited
 fake server of the e2e deployment).
+
+Written as a user writes it: Airflow's defaults for ``retries`` (0) on every task, so that a task
+Airflow loses fails the run instead of being papered over by a retry.
+
+``params.finish_after_poll`` (seconds, cycled over the pairs) gives each Jogg task its own timing on
+the fake server: pair ``i`` finishes that many seconds after the fake first answered a status request
+for it (the URL marker ``jogg_fake_finish_after_poll``). Empty: the fake's own timeline.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
@@ -28,16 +35,23 @@ with DAG(
     params={
         "pairs": Param(200, type="integer", minimum=1),
         "tag": Param("batch", type="string"),
+        "finish_after_poll": Param([], type="array", items={"type": "number", "minimum": 0}),
     },
 ) as dag:
 
     @task
     def make_pairs(params: dict[str, Any]) -> list[dict[str, str]]:
+        from airflow_provider_jogg.testing.server import FINISH_AFTER_POLL
+
         base = f"https://media.example.com/e2e/{params['tag']}"
-        return [
-            {"video_url": f"{base}/video-{i:03d}.mp4", "audio_url": f"{base}/audio-{i:03d}.mp3"}
-            for i in range(int(params["pairs"]))
-        ]
+        timings = list(params["finish_after_poll"])
+        pairs = []
+        for i in range(int(params["pairs"])):
+            marker = f"?{FINISH_AFTER_POLL}={timings[i % len(timings)]:g}" if timings else ""
+            pairs.append(
+                {"video_url": f"{base}/video-{i:03d}.mp4{marker}", "audio_url": f"{base}/audio-{i:03d}.mp3"}
+            )
+        return pairs
 
     lip_sync = LipSyncOperator.partial(task_id="lip_sync", jogg_conn_id="jogg_load").expand_kwargs(
         make_pairs()
@@ -48,12 +62,6 @@ with DAG(
         jogg_conn_id="jogg_load",
         poke_interval=2.0,
         timeout=30 * 60,
-        # Only for Airflow's own race (apache/airflow#67287, not fixed in 3.3.2): a deferral that
-        # ends within a second or two, as the sensor's 1 s wait after a 429 on its first check does,
-        # can be failed by the scheduler as "state changed externally". Jogg errors never retry
-        # (they are AirflowFailExceptions); the test checks every retry has that signature.
-        retries=2,
-        retry_delay=timedelta(seconds=1),
     ).expand(jogg_task_id=lip_sync.output)
 
     @task
