@@ -21,7 +21,6 @@ from airflow_provider_jogg.policy import (
     credits_estimate,
     parse_event,
 )
-from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -126,6 +125,9 @@ class LipSyncCompletionMixin:
         # trigger neither polls nor fires before a floor, nor before the account's Retry-After.
         not_before = now + max(min_deferral_seconds(), retry_after or 0.0)
         end_time = now + self.timeout
+        # imported only when deferring: it brings airflow.triggers.base, which a DAG file has no use for
+        from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
+
         self.defer(
             trigger=LipSyncTrigger(
                 jogg_task_id=task_id,

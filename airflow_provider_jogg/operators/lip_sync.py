@@ -9,7 +9,6 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_jogg.completion import LipSyncCompletionMixin
 from airflow_provider_jogg.exceptions import JoggCreateUncertainError, JoggTaskNotFoundError
-from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
 from airflow_provider_jogg.policy import (
     DEFAULT_CONN_ID,
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_jogg.hooks.jogg import JoggHook
 
 
 class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
@@ -137,6 +138,10 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
 
     @cached_property
     def hook(self) -> JoggHook:
+        # imported here, not at the top: the hook brings requests and aiohttp, which a DAG file
+        # that only builds this operator (parsed all day by the dag-processor) has no use for
+        from airflow_provider_jogg.hooks.jogg import JoggHook
+
         return JoggHook(jogg_conn_id=self.jogg_conn_id)
 
     def execute(self, context: Context) -> Any:

@@ -11,7 +11,6 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg._compat import AirflowRescheduleException, AirflowSensorTimeout
 from airflow_provider_jogg.completion import DEFERRAL_GRACE, LipSyncCompletionMixin
-from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.links import JoggResultLink
 from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_task_id, validate_wait_seconds
 
@@ -19,6 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_jogg.hooks.jogg import JoggHook
 
 #: default ``timeout``: lip sync takes minutes; three hours means something is wrong
 DEFAULT_SENSOR_TIMEOUT = 3 * 60 * 60
@@ -90,6 +91,10 @@ class LipSyncSensor(LipSyncCompletionMixin, BaseSensorOperator):
 
     @cached_property
     def hook(self) -> JoggHook:
+        # imported here, not at the top: the hook brings requests and aiohttp, which a DAG file
+        # that only builds this operator (parsed all day by the dag-processor) has no use for
+        from airflow_provider_jogg.hooks.jogg import JoggHook
+
         return JoggHook(jogg_conn_id=self.jogg_conn_id)
 
     def execute(self, context: Context) -> Any:
