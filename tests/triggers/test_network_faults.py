@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import structlog
 
+from airflow_provider_jogg._compat import AIRFLOW_V_3_3_PLUS
 from airflow_provider_jogg.exceptions import JoggConnectionError, JoggCreateUncertainError
 from airflow_provider_jogg.policy import STATUS_PATH, EventStatus, parse_event
 from airflow_provider_jogg.testing import Fault, FaultProxy
@@ -297,6 +298,12 @@ NETWORK_FAULTS = [
 # Waits through faults
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS,
+    reason="drives the internals of Airflow 3.3's TriggerRunner (workload fields, event processing, "
+    "trigger log routing), which earlier lines lay out differently; the trigger code under test is "
+    "the same on every line",
+)
 @pytest.mark.parametrize("fault", NETWORK_FAULTS, ids=[f.name for f in NETWORK_FAULTS])
 async def test_many_waits_survive_a_network_fault(fault, fake_jogg, set_conn, record_property):
     task_ids = [fake_jogg.add_task(VIDEO, AUDIO) for _ in range(WAITS)]
