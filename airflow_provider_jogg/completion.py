@@ -13,14 +13,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg.events import EventStatus, parse_event
 from airflow_provider_jogg.links import RESULT_URL_XCOM_KEY
-from airflow_provider_jogg.policy import (
-    EventStatus,
-    JoggStatus,
-    LipSyncResult,
-    credits_estimate,
-    parse_event,
-)
+from airflow_provider_jogg.results import JoggStatus, LipSyncResult, credits_estimate
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -7,9 +7,9 @@ CPU from ``time.process_time``. Variants, each adding one layer:
   lower bound     session(headers=H).get(url) + read + json.loads + status check
   +timeout        the same with the per-request ``timeout=ClientTimeout(total=30)`` the client passes
   +req headers    session.request("GET", url, headers=H, timeout=T, json=None): the client's call
-  client.poll     AsyncJoggClient.poll, what a scheduler lane calls (throttle reservation, the
+  client.fetch_status  AsyncJoggClient.fetch_status, what a scheduler lane calls (throttle reservation, the
                   short path for a well-formed answer)
-  lane            PollScheduler._poll: client.poll plus the lane's bookkeeping (deadline check,
+  lane            PollScheduler._poll: client.fetch_status plus the lane's bookkeeping (deadline check,
                   status comparison, next due time with jitter, the time bucket it goes into)
 
 Run (a status server must be up): ``bench/.venv/bin/python bench/status_server.py --port 0 --cpu 1``
@@ -50,8 +50,8 @@ async def run_variant(name: str, make_poll, workers: int, requests: int) -> floa
 async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
     import aiohttp
 
+    from airflow_provider_jogg.connection import JoggConnectionConfig
     from airflow_provider_jogg.hooks.async_client import AsyncJoggClient
-    from airflow_provider_jogg.policy import JoggConnectionConfig
     from airflow_provider_jogg.triggers.polling import PollScheduler
 
     base = f"http://127.0.0.1:{args.port}"
@@ -101,7 +101,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
         task = f"t9-{w}"
 
         async def poll():
-            return (await client.poll(task))["status"] in ("success", "failed")
+            return (await client.fetch_status(task))["status"] in ("success", "failed")
 
         return poll
 
@@ -122,7 +122,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, list[float]]:
         ("lower bound", lower_bound),
         ("+timeout", with_timeout),
         ("+req headers", req_headers),
-        ("client.poll", client_path),
+        ("client.fetch_status", client_path),
         ("lane", lane),
     ]
     waits: list = []

@@ -25,7 +25,7 @@ import sys
 AREAS = [
     ("provider: trigger", r"airflow_provider_jogg/triggers/"),
     ("provider: hook/client", r"airflow_provider_jogg/hooks/"),
-    ("provider: policy (parse, throttle)", r"airflow_provider_jogg/policy"),
+    ("provider: parse, throttle, retry", r"airflow_provider_jogg/(protocol|results|throttle|retry)"),
     ("provider: other", r"airflow_provider_jogg/"),
     ("bench trigger", r"bench_triggers\.py"),
     (

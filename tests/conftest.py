@@ -82,7 +82,6 @@ def _fresh_account_throttles():
     """No account throttle outlives a test: an account keeps the lowest rate it was given in the
     process, and a later test's fake server may get a port an earlier one had."""
     yield
-    from airflow_provider_jogg import policy
+    from airflow_provider_jogg.registries import forget_throttles
 
-    with policy._THROTTLES_LOCK:
-        policy._THROTTLES.clear()
+    forget_throttles()

@@ -37,7 +37,7 @@ from urllib3 import PoolManager
 from urllib3.util import parse_url
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg.storage import AUDIO_TYPES, VIDEO_TYPES
+from airflow_provider_jogg.media_inputs import AUDIO_TYPES, VIDEO_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,7 +123,9 @@ class _PinnedAdapter(HTTPAdapter):
         )
 
 
-def _addresses_for(url: str, *, role: str, allow_private: bool, hop: int, what: str) -> tuple[str, list[str]]:
+def _addresses_for(
+    url: str, *, role: str, allow_private: bool, hop: int, action: str
+) -> tuple[str, list[str]]:
     """Resolve ``url``'s host once and check every address: ``(host, addresses to connect to)``."""
     parsed = parse_url(url)  # how requests (urllib3) reads it
     host = (parsed.host or "").strip("[]").lower()
@@ -134,11 +136,11 @@ def _addresses_for(url: str, *, role: str, allow_private: bool, hop: int, what: 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
         raise exc.JoggConnectionError(
-            f"Jogg {what}: cannot resolve host {host!r} ({error})", request_sent=False
+            f"Jogg {action}: cannot resolve host {host!r} ({error})", request_sent=False
         ) from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise exc.JoggConnectionError(f"Jogg {what}: host {host!r} has no address", request_sent=False)
+        raise exc.JoggConnectionError(f"Jogg {action}: host {host!r} has no address", request_sent=False)
     if not allow_private:
         for address in addresses:
             if not is_public_address(address.split("%", 1)[0]):
@@ -199,7 +201,7 @@ def _send_pinned(
 
 @contextlib.contextmanager
 def open_media(
-    url: str, *, role: str, allow_private: bool, timeout: float, what: str
+    url: str, *, role: str, allow_private: bool, timeout: float, action: str
 ) -> Iterator[requests.Response]:
     """
     ``GET`` a media URL with the checks above; yields the streamed final answer.
@@ -216,7 +218,9 @@ def open_media(
             # check the URL as requests will send it (normalised, international names in xn-- form)
             request = session.prepare_request(requests.Request("GET", current, headers=_HEADERS))
             sent = request.url or current
-            host, addresses = _addresses_for(sent, role=role, allow_private=allow_private, hop=hop, what=what)
+            host, addresses = _addresses_for(
+                sent, role=role, allow_private=allow_private, hop=hop, action=action
+            )
             target = parse_url(sent)
             # the pool connects to the address, so say which site is meant (default ports implied)
             request.headers["Host"] = (

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_jogg.completion import LipSyncCompletionMixin
+from airflow_provider_jogg.connection import DEFAULT_CONN_ID
 from airflow_provider_jogg.exceptions import JoggCreateUncertainError, JoggTaskNotFoundError
 from airflow_provider_jogg.links import JoggResultLink
-from airflow_provider_jogg.policy import (
-    DEFAULT_CONN_ID,
+from airflow_provider_jogg.media_inputs import DigestingFile, MediaFile, inspect_file, is_http_url, sha256_of
+from airflow_provider_jogg.validation import (
     validate_media_url,
     validate_playback_type,
     validate_task_id,
     validate_wait_seconds,
 )
-from airflow_provider_jogg.storage import DigestingFile, MediaFile, inspect_file, is_http_url, sha256_of
 
 #: the task state store key holding ``{"task_id", "video_url", "audio_url", "playback_type"}``;
 #: renaming it would break retries of tasks in flight
@@ -158,7 +158,7 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         if ti is not None:
             ti.xcom_push(key=INPUTS_XCOM_KEY, value=urls)
         inputs = {**urls, "playback_type": playback_type}
-        task_id = self._reusable(store.get(STATE_KEY), inputs) if store is not None else None
+        task_id = self._task_to_reattach(store.get(STATE_KEY), inputs) if store is not None else None
         reused = task_id is not None
         if task_id is None:
             task_id = self.hook.create_lip_sync_video(**inputs)
@@ -236,7 +236,7 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
             else:
                 # hashed while it is uploaded: the digest is of the bytes Jogg got, for one read
                 digesting = DigestingFile(item)
-                urls[role] = self.hook._upload(digesting.media)
+                urls[role] = self.hook.upload_media(digesting.media)
                 done[role] = {
                     "source": item.location,
                     "size": item.size,
@@ -273,7 +273,7 @@ class LipSyncOperator(LipSyncCompletionMixin, BaseOperator):
         self.log.info("Reusing the upload of %s from an earlier try: %s", source, asset_url)
         return asset_url
 
-    def _reusable(self, previous: Any, inputs: dict[str, str]) -> str | None:
+    def _task_to_reattach(self, previous: Any, inputs: dict[str, str]) -> str | None:
         """The Jogg task an earlier try created, if a retry should use it instead of creating one."""
         if not isinstance(previous, dict) or not isinstance(previous.get("task_id"), str):
             return None

@@ -11,8 +11,9 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg._compat import AirflowRescheduleException, AirflowSensorTimeout
 from airflow_provider_jogg.completion import DEFERRAL_GRACE, LipSyncCompletionMixin
+from airflow_provider_jogg.connection import DEFAULT_CONN_ID
 from airflow_provider_jogg.links import JoggResultLink
-from airflow_provider_jogg.policy import DEFAULT_CONN_ID, validate_task_id, validate_wait_seconds
+from airflow_provider_jogg.validation import validate_task_id, validate_wait_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -9,19 +9,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg.policy import (
-    DEFAULT_CONN_ID,
-    JoggStatus,
-    backoff_delay,
-    error_event,
-    result_event,
-    timeout_event,
-)
+from airflow_provider_jogg.connection import DEFAULT_CONN_ID
+from airflow_provider_jogg.events import error_event, result_event, timeout_event
+from airflow_provider_jogg.results import JoggStatus
+from airflow_provider_jogg.retry import backoff_delay
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_jogg.policy import JoggConnectionConfig
+    from airflow_provider_jogg.connection import JoggConnectionConfig
     from airflow_provider_jogg.triggers.polling import Note
 
 #: seconds a connection reported "not found" is looked up again before the wait ends with an error:
@@ -29,7 +25,7 @@ if TYPE_CHECKING:
 #: surfaces as "not found", and an outage of a minute or two must not fail the task for good
 CONNECTION_NOT_FOUND_GRACE = 120.0
 #: first wait in seconds before a failed connection lookup is tried again (a shorter poll interval
-#: makes it shorter); doubles per attempt, up to :data:`~airflow_provider_jogg.policy.MAX_BACKOFF`
+#: makes it shorter); doubles per attempt, up to :data:`~airflow_provider_jogg.retry.MAX_BACKOFF`
 CONNECTION_RETRY_BACKOFF = 1.0
 
 
@@ -58,7 +54,7 @@ async def read_connection(
     :return: the validated settings, or ``None`` when ``end_time`` passed first
     """
     from airflow_provider_jogg._compat import AirflowNotFoundException
-    from airflow_provider_jogg.hooks.async_client import config_for_connection
+    from airflow_provider_jogg.connection import config_for_connection
 
     attempt = 0
     missing_since: float | None = None
@@ -105,7 +101,7 @@ class LipSyncTrigger(BaseTrigger):
 
     The event is a dict ``{"status": "success" | "failed" | "timeout" | "error", "task_id": ...}``;
     ``success``/``failed`` carry ``result`` (the plain-JSON task), ``error`` carries ``error`` and
-    ``message``. :func:`airflow_provider_jogg.policy.parse_event` validates it.
+    ``message``. :func:`airflow_provider_jogg.events.parse_event` validates it.
 
     .. note::
         Transient failures (429, 5xx, code 50000, timeouts, broken connections, unreadable bodies) are
@@ -213,8 +209,10 @@ class LipSyncTrigger(BaseTrigger):
 
     def _on_note(self, note: Note, started: float) -> dict[str, Any] | None:
         """Log what the scheduler says (in this trigger's own log); the event once the wait ends."""
+        from airflow_provider_jogg.triggers.polling import NoteKind
+
         task_id = self.jogg_task_id
-        if note.kind == "retry":
+        if note.kind is NoteKind.RETRYING:
             self.log.warning(
                 "Jogg task %s: poll failed (%d in a row), next poll in %.1f s: %s",
                 task_id,
@@ -223,7 +221,7 @@ class LipSyncTrigger(BaseTrigger):
                 note.error,
             )
             return None
-        if note.kind == "status":
+        if note.kind is NoteKind.STATUS:
             status = note.status or ""
             if JoggStatus.is_known(status):
                 self.log.info(
@@ -237,12 +235,12 @@ class LipSyncTrigger(BaseTrigger):
                     "Jogg task %s reports an unknown status %r; treating it as not finished", task_id, status
                 )
             return None
-        if note.crash is not None:
+        if note.kind is NoteKind.CRASHED and note.crash is not None:
             raise note.crash
-        if note.error is not None:
+        if note.kind is NoteKind.ERROR and note.error is not None:
             self.log.error("Jogg task %s: %s", task_id, note.error)
             return error_event(task_id, note.error)
-        if note.result is not None:
+        if note.kind is NoteKind.FINISHED and note.result is not None:
             self.log.info(
                 "Jogg task %s is %s (%.0f s since this wait started)",
                 task_id,
@@ -250,5 +248,6 @@ class LipSyncTrigger(BaseTrigger):
                 time.time() - started,
             )
             return result_event(note.result)
-        assert self.end_time is not None  # only a wait with an end time times out
-        return timeout_event(task_id, self.end_time, failures=note.failures, cause=note.cause)
+        if note.kind is NoteKind.TIMED_OUT and self.end_time is not None:
+            return timeout_event(task_id, self.end_time, failures=note.failures, cause=note.cause)
+        raise RuntimeError(f"Jogg task {task_id}: a {note.kind.value} note without its field")

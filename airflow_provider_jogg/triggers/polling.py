@@ -23,21 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import enum
 import heapq
 import math
 import random
 import time
-import weakref
 from collections import deque
+from typing import TYPE_CHECKING
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.hooks.async_client import SESSION_CONNECTION_LIMIT, AsyncJoggClient
-from airflow_provider_jogg.policy import (
-    JoggConnectionConfig,
-    LipSyncResult,
-    backoff_delay,
-    parse_lip_sync_result,
-)
+from airflow_provider_jogg.registries import forget_poll_scheduler, poll_scheduler
+from airflow_provider_jogg.results import LipSyncResult, parse_lip_sync_result
+from airflow_provider_jogg.retry import is_retryable, poll_retry_delay
+
+if TYPE_CHECKING:
+    from airflow_provider_jogg.connection import JoggConnectionConfig
 
 #: seconds between the grid points at which due polls are sent together (less for short intervals)
 TICK = 0.05
@@ -51,21 +52,36 @@ MAX_LANES = SESSION_CONNECTION_LIMIT
 _RESTART_LATENESS = 0.5
 
 
-class Note:
-    """
-    What a :class:`Wait`'s trigger is told.
+class NoteKind(enum.Enum):
+    """What a :class:`Note` tells a waiting trigger."""
 
-    ``kind`` is ``status`` (a new, not final status), ``retry`` (a transient failure, retried after
-    ``next_in`` seconds) or ``end``: the task ended (``result``), a fatal
-    ``error`` ended the wait, an unexpected ``crash`` happened, or (none of these) the wait timed out,
-    with ``cause`` the error of its latest poll if its last ``failures`` polls failed.
-    """
+    #: the task has a new status that is not final (``Note.status``)
+    STATUS = "status"
+    #: a poll failed for a reason that may pass; the next one goes out in ``Note.next_in`` seconds
+    RETRYING = "retrying"
+    #: the task ended, successfully or not (``Note.result``): the wait is over
+    FINISHED = "finished"
+    #: a fatal error (``Note.error``) ended the wait: an invalid key, a task Jogg does not know
+    ERROR = "error"
+    #: the wait reached its end time; ``Note.cause`` is its latest poll's error if its last
+    #: ``Note.failures`` polls failed
+    TIMED_OUT = "timed_out"
+    #: an unexpected exception (``Note.crash``) ended the wait: a bug, raised in the trigger
+    CRASHED = "crashed"
+
+    @property
+    def ends_wait(self) -> bool:
+        return self not in (NoteKind.STATUS, NoteKind.RETRYING)
+
+
+class Note:
+    """What a :class:`Wait`'s trigger is told: a :class:`NoteKind` and the fields that kind sets."""
 
     __slots__ = ("cause", "crash", "error", "failures", "kind", "next_in", "result", "status")
 
     def __init__(
         self,
-        kind: str,
+        kind: NoteKind,
         *,
         status: str | None = None,
         result: LipSyncResult | None = None,
@@ -117,7 +133,7 @@ class Wait:
         self.last_error: exc.JoggError | None = None  # of the latest failed poll, while they fail
         self.raw_status: str | None = None
         self.active = True
-        self.ended = False  # the one "end" note was told: later answers are ignored
+        self.ended = False  # the one note that ends the wait was told: later answers are ignored
         self.expiry: asyncio.TimerHandle | None = None
         self.notes: list[Note] = []
         self.future: asyncio.Future[None] | None = None
@@ -134,7 +150,7 @@ class Wait:
         return notes
 
     def end(self, note: Note) -> None:
-        """Tell the one note of kind ``end`` (later calls do nothing)."""
+        """Tell the one note that ends the wait (later calls do nothing)."""
         if self.ended:
             return
         self.ended = True
@@ -150,17 +166,12 @@ class Wait:
             future.set_result(None)
 
 
-_SCHEDULERS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[JoggConnectionConfig, PollScheduler]
-] = weakref.WeakKeyDictionary()
-
-
 class PollScheduler:
     """
     Polls every waiting task of one account in one event loop.
 
     Get it with :meth:`for_config`, then :meth:`register` a wait, ``await wait.next_notes()`` until a
-    note of kind ``end`` arrives, and :meth:`unregister` the wait in a ``finally`` (also on
+    note whose kind ends the wait arrives, and :meth:`unregister` the wait in a ``finally`` (also on
     cancellation). The scheduler leases the loop's shared session while it has waits and closes
     down (lanes, timer, lease) when the last one leaves.
 
@@ -186,11 +197,7 @@ class PollScheduler:
     @classmethod
     def for_config(cls, config: JoggConnectionConfig) -> PollScheduler:
         """The running loop's scheduler for this account (created on first use)."""
-        per_loop = _SCHEDULERS.setdefault(asyncio.get_running_loop(), {})
-        scheduler = per_loop.get(config)
-        if scheduler is None:
-            scheduler = per_loop[config] = cls(config)
-        return scheduler
+        return poll_scheduler(config, lambda: cls(config))
 
     async def register(
         self, task_id: str, interval: float, end_time: float | None, not_before: float | None = None
@@ -226,7 +233,7 @@ class PollScheduler:
         wait.expiry = None
         if wait.active:
             # timed out; a timeout during an outage names what the polls kept failing with
-            wait.end(Note("end", failures=wait.failures, cause=wait.last_error))
+            wait.end(Note(NoteKind.TIMED_OUT, failures=wait.failures, cause=wait.last_error))
 
     async def unregister(self, wait: Wait) -> None:
         """Stop polling a task (idempotent); the last wait out closes the scheduler down."""
@@ -240,9 +247,7 @@ class PollScheduler:
         if self._waits > 0:
             return
         # nobody waits any more: leave the registry first, so new waits get a fresh scheduler
-        per_loop = _SCHEDULERS.get(self._loop, {})
-        if per_loop.get(self.config) is self:
-            del per_loop[self.config]
+        forget_poll_scheduler(self.config, self, self._loop)
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -327,14 +332,14 @@ class PollScheduler:
                     try:
                         await poll(wait)
                     except Exception as error:  # a bug must end this wait loudly, not stall it
-                        wait.end(Note("end", crash=error))
+                        wait.end(Note(NoteKind.CRASHED, crash=error))
             future = loop.create_future()
             self._idle.append(future)
             await future
 
     async def _poll(self, wait: Wait) -> None:
         try:
-            data = await self.client.poll(wait.task_id)
+            data = await self.client.fetch_status(wait.task_id)
             raw = data["status"]
             # a status seen before needs nothing more; a new one is parsed and checked in full
             result = None if raw == wait.raw_status else parse_lip_sync_result(data, wait.task_id)
@@ -349,9 +354,9 @@ class PollScheduler:
         if result is not None:
             wait.raw_status = raw
             if result.is_terminal:
-                wait.end(Note("end", result=result))
+                wait.end(Note(NoteKind.FINISHED, result=result))
                 return
-            wait.tell(Note("status", status=result.status))
+            wait.tell(Note(NoteKind.STATUS, status=result.status))
         interval = wait.interval
         now = self._loop.time()
         if now - wait.due > interval * _RESTART_LATENESS:
@@ -363,14 +368,11 @@ class PollScheduler:
         self._schedule(wait, due)
 
     def _failed(self, wait: Wait, error: exc.JoggAPIError) -> None:
-        if not error.transient:
-            wait.end(Note("end", error=error))
+        if not is_retryable(error):
+            wait.end(Note(NoteKind.ERROR, error=error))
             return
         wait.failures += 1
         wait.last_error = error
-        retry_after = getattr(error, "retry_after", None)
-        delay = backoff_delay(wait.failures, self.config.retry_backoff, retry_after)
-        if not isinstance(error, exc.JoggRateLimitError):
-            delay = max(delay, wait.interval)  # a 429 waits its Retry-After only: the account is closed
-        wait.tell(Note("retry", error=error, next_in=delay, failures=wait.failures))
+        delay = poll_retry_delay(error, wait.failures, self.config.retry_backoff, wait.interval)
+        wait.tell(Note(NoteKind.RETRYING, error=error, next_in=delay, failures=wait.failures))
         self._schedule(wait, self._loop.time() + delay)

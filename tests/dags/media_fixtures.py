@@ -152,7 +152,7 @@ def run_existing_dagrun(dag: DAG, dag_run: DagRun, max_loops: int = 100) -> DagR
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    from airflow_provider_jogg._compat import run_task_instance, serialized_dag_for_run
+    from airflow_provider_jogg.testing.dagrun import run_task_instance, serialized_dag_for_run
 
     for _ in range(max_loops):
         with create_session() as session:

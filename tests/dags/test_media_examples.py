@@ -480,7 +480,7 @@ def test_asset_event_triggers_the_consumer(jogg_conn, tmp_path):
     assert producer.get_task("wait_for_lip_sync").outlets == [Asset(uri)]
 
     # the DAG processor has seen both DAGs; the consumer is switched on, as a user would in the UI
-    from airflow_provider_jogg._compat import sync_dag_to_db
+    from airflow_provider_jogg.testing.dagrun import sync_dag_to_db
 
     sync_dag_to_db(consumer)
     set_paused("example_jogg_asset_consumer", False)

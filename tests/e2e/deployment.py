@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
-from airflow_provider_jogg import policy
+from airflow_provider_jogg import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -52,9 +52,9 @@ TRIGGER_CLASSPATH = "airflow_provider_jogg.triggers.lip_sync.LipSyncTrigger"
 MIN_DEFERRAL_ENV = "AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS"
 #: the extras of the connections unless a Deployment says otherwise (short backoff: quick tests)
 E2E_CONN_EXTRA: dict[str, Any] = {"retry_backoff": 0.2, "timeout": 10, "api_platform": "airflow-e2e"}
-CREATE_PATH = policy.CREATE_PATH
+CREATE_PATH = protocol.CREATE_PATH
 #: the status route without the task id: ``STATUS_PATH + task_id``
-STATUS_PATH = policy.STATUS_PATH.format(task_id="")
+STATUS_PATH = protocol.STATUS_PATH.format(task_id="")
 
 T = TypeVar("T")
 

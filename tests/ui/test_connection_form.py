@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_jogg.connection import DEFAULT_MAX_REQUESTS_PER_SECOND, JoggConnectionConfig
 from airflow_provider_jogg.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_jogg.policy import DEFAULT_MAX_REQUESTS_PER_SECOND, JoggConnectionConfig
 from tests.ui.conftest import UI_API_KEY, WRONG_API_KEY, missing_ui_deps
 
 try:

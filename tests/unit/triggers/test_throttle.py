@@ -9,14 +9,16 @@ import time
 
 import pytest
 
-from airflow_provider_jogg import policy
+from airflow_provider_jogg import protocol
+from airflow_provider_jogg import throttle as throttle_module
+from airflow_provider_jogg.connection import config_for_connection
 from airflow_provider_jogg.hooks import async_client
-from airflow_provider_jogg.hooks.async_client import config_for_connection
-from airflow_provider_jogg.policy import AccountThrottle, throttle_for
+from airflow_provider_jogg.registries import account_throttle
 from airflow_provider_jogg.testing import Fault
+from airflow_provider_jogg.throttle import AccountThrottle
 from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
-from tests.hooks.support import step_wall_clock
+from tests.unit.hooks.support import step_wall_clock
 
 STATUS = "/v2/lip_sync_video/"
 
@@ -78,7 +80,7 @@ def test_unlimited_throttle_only_waits_for_retry_after():
 def test_the_throttle_never_reads_the_wall_clock(monkeypatch):
     # a wall clock stepped back an hour (NTP, a resumed VM) must not hold requests for an hour,
     # nor one stepped forward undercut a Retry-After: the throttle keeps its own monotonic time
-    clock = step_wall_clock(monkeypatch, policy)
+    clock = step_wall_clock(monkeypatch, throttle_module)
     throttle = AccountThrottle(rate=10)
     throttle.reserve()
     throttle.close_for(0.5)
@@ -101,11 +103,11 @@ def test_the_throttle_never_reads_the_wall_clock(monkeypatch):
 )
 def test_the_lowest_rate_of_an_account_wins(rates, expected):
     url = f"http://127.0.0.1:1/{'-'.join(map(str, rates))}"
-    throttles = [throttle_for(url, "acct", rate) for rate in rates]
+    throttles = [account_throttle(url, "acct", rate) for rate in rates]
     assert throttles[0] is throttles[1]
     assert throttles[0].rate == expected
     # another account keeps its own limit
-    assert throttle_for(url, "other", 50.0).rate == 50.0
+    assert account_throttle(url, "other", 50.0).rate == 50.0
 
 
 def polls_by_task(server) -> dict[str, list[float]]:
@@ -220,7 +222,7 @@ async def test_a_stepped_wall_clock_neither_stalls_the_waits_nor_undercuts_retry
     fake_jogg, set_conn, monkeypatch, step
 ):
     set_conn("jogg_clock", fake_jogg.url, max_requests_per_second=0)
-    clock = step_wall_clock(monkeypatch, policy, async_client, polling)
+    clock = step_wall_clock(monkeypatch, protocol, throttle_module, async_client, polling)
     ids = [fake_jogg.add_task("https://m.example/v.mp4", "https://m.example/a.mp3") for _ in range(3)]
     for task_id in ids:
         fake_jogg.set_task(task_id, "processing")

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from airflow_provider_jogg.hooks.jogg import JoggHook
-from airflow_provider_jogg.storage import DIGEST_CHUNK, DigestingFile, MediaFile, inspect_file, sha256_of
+from airflow_provider_jogg.media_inputs import DIGEST_CHUNK, DigestingFile, MediaFile, inspect_file, sha256_of
 from airflow_provider_jogg.testing import Fault
 
 
@@ -66,7 +66,7 @@ def test_an_upload_yields_the_digest_of_what_it_sent(jogg_conn, tmp_path, put_fa
         jogg_conn.add_fault(Fault("status", status=503, path="/_storage/", times=1))
     digesting = DigestingFile(inspect_file(path, "video_url"))
     assert digesting.sha256 is None
-    asset_url = JoggHook()._upload(digesting.media)
+    asset_url = JoggHook().upload_media(digesting.media)
     assert jogg_conn.faults == []  # the 503 was served (and the PUT sent again) if one was set
     assert digesting.sha256 == hashlib.sha256(data).hexdigest()
     asset = jogg_conn.assets[asset_url]

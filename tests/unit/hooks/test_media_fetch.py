@@ -16,7 +16,7 @@ from airflow_provider_jogg.hooks import media_fetch
 from airflow_provider_jogg.hooks.jogg import JoggHook
 from airflow_provider_jogg.hooks.media_fetch import MAX_MEDIA_REDIRECTS, is_public_address
 from airflow_provider_jogg.testing.media import SAMPLE_VIDEO
-from tests.hooks.support import self_signed_cert
+from tests.unit.hooks.support import self_signed_cert
 
 CLIP = SAMPLE_VIDEO.read_bytes()
 

@@ -9,12 +9,13 @@ import pytest
 import requests
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg import policy
-from airflow_provider_jogg.hooks import jogg as jogg_hook
+from airflow_provider_jogg import protocol
+from airflow_provider_jogg import throttle as throttle_module
+from airflow_provider_jogg.hooks import sync_transport
 from airflow_provider_jogg.hooks.jogg import JoggHook, LipSyncResult
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
-from tests.hooks.support import (
+from tests.unit.hooks.support import (
     AUDIO,
     CREATE,
     MAX_RETRIES,
@@ -618,7 +619,7 @@ def test_a_stepped_wall_clock_neither_stalls_requests_nor_undercuts_the_limits(
     fake_jogg, set_conn, monkeypatch, step
 ):
     set_conn("jogg_clock", fake_jogg.url, max_requests_per_second=2)
-    clock = step_wall_clock(monkeypatch, policy, jogg_hook)
+    clock = step_wall_clock(monkeypatch, protocol, throttle_module, sync_transport)
     fake_jogg.add_fault(Fault("status", status=429, path=WHOAMI, retry_after="1", times=1))
     hook = JoggHook("jogg_clock")
     with pytest.raises(exc.JoggRateLimitError):

@@ -10,11 +10,10 @@ import pytest
 from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
 from airflow.sdk.execution_time.comms import ErrorResponse
 
-from airflow_provider_jogg.hooks import async_client
-from airflow_provider_jogg.hooks import jogg as jogg_hook
-from airflow_provider_jogg.policy import EventStatus, parse_event
+from airflow_provider_jogg import _compat, registries
+from airflow_provider_jogg.events import EventStatus, parse_event
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
-from airflow_provider_jogg.triggers import lip_sync, polling
+from airflow_provider_jogg.triggers import lip_sync
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from tests.conftest import TEST_API_KEY, conn_json
 
@@ -309,7 +308,7 @@ def api_server_error() -> AirflowRuntimeError:
 @pytest.fixture
 def lookups(monkeypatch):
     """Counts connection lookups, which go on to Airflow's real one unless ``fail`` says otherwise."""
-    real = async_client.aget_connection
+    real = _compat.aget_connection
 
     class Lookups:
         count = 0
@@ -326,7 +325,7 @@ def lookups(monkeypatch):
 
     recorder = Lookups()
     recorder.fail = []
-    monkeypatch.setattr(async_client, "aget_connection", recorder)
+    monkeypatch.setattr(_compat, "aget_connection", recorder)
     return recorder
 
 
@@ -421,13 +420,13 @@ async def test_triggers_share_one_session_and_release_it(jogg_conn):
     ]
     while jogg_conn.count(path=STATUS) < 40:
         await asyncio.sleep(0.02)
-    shared = jogg_hook._ASYNC_SESSIONS[asyncio.get_running_loop()]
+    shared = registries.aiohttp_leases()
     assert list(shared) == [jogg_conn.url]  # one session for every trigger on this loop and base URL
-    session = shared[jogg_conn.url].session
+    session, users = shared[jogg_conn.url]
     # the account's one poll scheduler holds the lease for all five waits
-    schedulers = polling._SCHEDULERS[asyncio.get_running_loop()]
+    schedulers = registries.poll_schedulers()
     assert len(schedulers) == 1
-    assert shared[jogg_conn.url].users == 1
+    assert users == 1
     scheduler = next(iter(schedulers.values()))
     assert scheduler.client._session is session
     assert scheduler._waits == 5
@@ -439,9 +438,9 @@ async def test_triggers_share_one_session_and_release_it(jogg_conn):
     results = await asyncio.gather(*runs)
     assert [r[0]["status"] for r in results] == ["success"] * 5
     assert session.closed  # the last user out closed it
-    assert not polling._SCHEDULERS[asyncio.get_running_loop()]
+    assert not registries.poll_schedulers()
     assert not scheduler._lanes  # no task of the scheduler outlives its waits
-    assert jogg_conn.url not in jogg_hook._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+    assert jogg_conn.url not in registries.aiohttp_leases()
 
 
 @pytest.mark.asyncio
@@ -454,7 +453,7 @@ async def test_cancellation_propagates_and_releases_the_session(jogg_conn):
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert jogg_conn.url not in jogg_hook._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+    assert jogg_conn.url not in registries.aiohttp_leases()
 
 
 @pytest.mark.asyncio

@@ -25,7 +25,7 @@ import airflow_provider_jogg
 if TYPE_CHECKING:
     from email.message import Message
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "airflow_provider_jogg"
 DIST_NAME = "airflow-provider-jogg"
 ENTRY_POINT_GROUP = "apache_airflow_provider"

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg.hooks import async_client
-from airflow_provider_jogg.hooks.async_client import config_for_connection
+from airflow_provider_jogg import registries
+from airflow_provider_jogg.connection import config_for_connection
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
-from airflow_provider_jogg.triggers.polling import FIRST_POLL_SPREAD, POLL_JITTER, PollScheduler
+from airflow_provider_jogg.triggers.polling import FIRST_POLL_SPREAD, POLL_JITTER, NoteKind, PollScheduler
 
 STATUS = "/v2/lip_sync_video/"
 #: an interval no test waits out: polls happen only when a test sends them
@@ -52,11 +52,11 @@ async def test_a_waiting_trigger_is_woken_only_when_there_is_news(jogg_conn, mon
     run = asyncio.ensure_future(trigger.run().__anext__())
     await wait_for_polls(jogg_conn, 8)
     # eight polls of an unchanged status: the trigger heard once (the first status), not per poll
-    assert notes == ["status"]
+    assert notes == [NoteKind.STATUS]
     jogg_conn.set_task(task_id, "success")
     event = await run
     assert event.payload["status"] == "success"
-    assert notes == ["status", "end"]
+    assert notes == [NoteKind.STATUS, NoteKind.FINISHED]
 
 
 @pytest.mark.asyncio
@@ -68,7 +68,7 @@ async def test_requests_in_flight_never_exceed_the_lanes(fake_jogg, set_conn, mo
     ids = processing_tasks(fake_jogg, 20)
     scheduler = await scheduler_for("jogg_lanes")
     in_flight = peak = 0
-    poll = scheduler.client.poll
+    poll = scheduler.client.fetch_status
 
     async def counted(task_id):
         nonlocal in_flight, peak
@@ -79,7 +79,7 @@ async def test_requests_in_flight_never_exceed_the_lanes(fake_jogg, set_conn, mo
         finally:
             in_flight -= 1
 
-    scheduler.client.poll = counted  # type: ignore[method-assign]
+    scheduler.client.fetch_status = counted  # type: ignore[method-assign]
     waits = [await scheduler.register(t, 0.05, None) for t in ids]
     await wait_for_polls(fake_jogg, 60)
     assert len(scheduler._lanes) == 3
@@ -89,7 +89,7 @@ async def test_requests_in_flight_never_exceed_the_lanes(fake_jogg, set_conn, mo
     for wait in waits:
         await scheduler.unregister(wait)
     assert not scheduler._lanes
-    assert fake_jogg.url not in async_client._ASYNC_SESSIONS.get(asyncio.get_running_loop(), {})
+    assert fake_jogg.url not in registries.aiohttp_leases()
 
 
 @pytest.mark.asyncio
@@ -100,13 +100,13 @@ async def test_lanes_do_not_carry_the_registering_triggers_context(jogg_conn):
     (task_id,) = processing_tasks(jogg_conn, 1)
     scheduler = await scheduler_for("jogg_default")
     seen: list[str] = []
-    poll = scheduler.client.poll
+    poll = scheduler.client.fetch_status
 
     async def observed(task):
         seen.append(marker.get())
         return await poll(task)
 
-    scheduler.client.poll = observed  # type: ignore[method-assign]
+    scheduler.client.fetch_status = observed  # type: ignore[method-assign]
 
     async def register() -> polling.Wait:
         marker.set("trigger-1")
@@ -157,7 +157,7 @@ async def test_a_429_waits_its_retry_after_not_an_interval_and_pauses_the_accoun
         wait.due = loop.time()
         await scheduler._poll(wait)
         (note,) = wait.notes
-        assert note.kind == "retry"
+        assert note.kind is NoteKind.RETRYING
         assert isinstance(note.error, exc.JoggRateLimitError)
         # retried right after Retry-After (plus backoff jitter), far sooner than the interval
         assert 2.0 <= wait.due - loop.time() <= 2.0 * 1.5
@@ -181,13 +181,13 @@ async def test_a_bug_in_the_poll_path_fails_the_trigger_instead_of_stalling_it(j
     async def broken(task):
         raise KeyError("unexpected")
 
-    scheduler.client.poll = broken  # type: ignore[method-assign]
+    scheduler.client.fetch_status = broken  # type: ignore[method-assign]
     trigger = LipSyncTrigger(jogg_task_id=task_id, poll_interval=0.05)
     with pytest.raises(KeyError, match="unexpected"):
         await trigger.run().__anext__()
     # the failed wait left the scheduler, which closed down with it
     assert scheduler._waits == 0
-    assert not polling._SCHEDULERS.get(asyncio.get_running_loop())
+    assert not registries.poll_schedulers()
 
 
 @pytest.mark.asyncio

@@ -31,8 +31,9 @@ import pytest
 import structlog
 
 from airflow_provider_jogg._compat import AIRFLOW_V_3_3_PLUS
+from airflow_provider_jogg.events import EventStatus, parse_event
 from airflow_provider_jogg.exceptions import JoggConnectionError, JoggCreateUncertainError
-from airflow_provider_jogg.policy import STATUS_PATH, EventStatus, parse_event
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import Fault, FaultProxy
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from tests.conftest import TEST_API_KEY
@@ -426,7 +427,7 @@ class _HealOnRetry(logging.Handler):
 def test_create_refused_connection_is_retried_and_creates_once(fake_jogg, set_conn):
     from airflow_provider_jogg.hooks.jogg import JoggHook
 
-    hook_log = logging.getLogger("airflow_provider_jogg.hooks.jogg")
+    hook_log = logging.getLogger("airflow_provider_jogg.retry")
     with FaultProxy(fake_jogg.url) as proxy:
         set_conn("jogg_default", proxy.url, timeout=REQUEST_TIMEOUT)
         proxy.inject("refuse")

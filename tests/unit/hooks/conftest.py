@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.hooks.support import RecordingServer
+from tests.unit.hooks.support import RecordingServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -15,7 +15,8 @@ from airflow_provider_jogg._compat import (
     TaskDeferred,
 )
 from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
-from airflow_provider_jogg.policy import LipSyncResult, error_event, result_event, timeout_event
+from airflow_provider_jogg.events import error_event, result_event, timeout_event
+from airflow_provider_jogg.results import LipSyncResult
 from airflow_provider_jogg.sensors.lip_sync import DEFERRAL_GRACE, LipSyncSensor
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
