@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_jogg.testing.server import _check_loopback
+from airflow_provider_jogg.testing.loopback import check_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -218,7 +218,7 @@ class FaultProxy:
     """
 
     def __init__(self, target: str | tuple[str, int], *, host: str = "127.0.0.1", port: int = 0) -> None:
-        _check_loopback(host)
+        check_loopback(host)
         if isinstance(target, str):
             parts = urlsplit(target)
             if parts.scheme not in ("http", "https") or not parts.hostname:

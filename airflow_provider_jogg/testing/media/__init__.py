@@ -55,7 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Folder of the shipped sample files.
-MEDIA_DIR = Path(__file__).resolve().with_name("media")
+MEDIA_DIR = Path(__file__).resolve().parent
 #: 2 s 320x240 H.264 + AAC test pattern with a tone.
 SAMPLE_VIDEO = MEDIA_DIR / "sample.mp4"
 #: 2 s AAC tone.
