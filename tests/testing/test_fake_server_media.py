@@ -85,7 +85,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         commands.append(list(cmd))
         return real(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(media.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     return commands
 
 
@@ -392,7 +392,7 @@ def test_ffmpeg_false_serves_the_shipped_files(
     def no_process(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("ffmpeg=False must never start a process")
 
-    monkeypatch.setattr(media.subprocess, "Popen", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
     server = make_server(ffmpeg=False, duration_seconds=9.5)
     assert server.ffmpeg is None
     assert server.ffprobe is None
