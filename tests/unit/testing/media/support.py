@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
@@ -15,9 +15,6 @@ import requests
 import airflow_provider_jogg
 from airflow_provider_jogg.testing import FakeJoggServer, media
 from tests.media_binaries import FFMPEG, FFPROBE
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 KEY = "media-test-key"
 CREATE = "/v2/create_lip_sync_video"
@@ -130,12 +127,3 @@ def shell_script(folder: Path, name: str, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(0o755)
     return path
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

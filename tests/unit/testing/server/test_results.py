@@ -28,8 +28,8 @@ from tests.unit.testing.media.support import (
     run_task,
     shell_script,
     upload,
-    wait_for,
 )
+from tests.unit.testing.server.support import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -200,7 +200,7 @@ def test_result_is_built_once_on_status_success_and_reused(
     assert len(spawned) == builds  # polls and downloads reuse it
 
     # The first task has the same inputs: its result comes from the process-wide cache.
-    assert wait_for(lambda: server.tasks[task_id]["status"] == "success")
+    assert wait_until(lambda: server.tasks[task_id]["status"] == "success", timeout=5.0)
     first = requests.get(f"{server.root_url}/files/{task_id}/result.mp4", timeout=30).content
     assert first == result
     assert len(spawned) == builds
@@ -328,7 +328,7 @@ def test_stop_does_not_wait_for_a_hanging_ffmpeg(
 
     thread = threading.Thread(target=fetch, daemon=True)
     thread.start()
-    assert wait_for(started_marker.exists, timeout=30)  # the download is waiting for the build
+    assert wait_until(started_marker.exists, timeout=30)  # the download is waiting for the build
     assert outcome == []  # still building
     started = time.monotonic()
     server.stop()
