@@ -1,4 +1,4 @@
-"""A fault-injecting TCP proxy for the network between Airflow and Jogg (or the fake server).
+"""FaultProxy: a fault-injecting TCP proxy for the network between Airflow and Jogg (or the fake server).
 
 :class:`FaultProxy` listens on a loopback port and relays every connection, byte for byte, to an
 upstream HTTP server (usually a :class:`~airflow_provider_jogg.testing.server.FakeJoggServer`).
@@ -33,165 +33,20 @@ import struct
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_jogg.testing.server import _check_loopback
+from airflow_provider_jogg.testing.loopback import check_loopback
+from airflow_provider_jogg.testing.proxy.faults import ProxyFault, Step
+from airflow_provider_jogg.testing.proxy.stats import Conn, ProxyConnection, ProxyStats
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-__all__ = ["PROXY_FAULT_KINDS", "FaultProxy", "ProxyConnection", "ProxyFault", "ProxyStats"]
-
-#: Every kind of :class:`ProxyFault`.
-PROXY_FAULT_KINDS: frozenset[str] = frozenset({"pass", "reset", "stall", "refuse"})
+__all__ = ["FaultProxy"]
 
 _CHUNK = 65536
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class ProxyFault:
-    """One step of a :class:`FaultProxy` schedule.
-
-    :param kind: ``reset``, ``stall``, ``refuse`` or ``pass`` (see :mod:`airflow_provider_jogg.testing.proxy`)
-    :param after_bytes: ``reset`` and ``stall``: bytes of each response relayed before the fault
-        (0: none). A response no longer than this passes unharmed and does not count.
-    :param times: responses the step applies to before the next step starts (``None``: until
-        ``seconds`` pass or the fault heals). Not for ``refuse``: refused connections never reach
-        the proxy, so it cannot count them.
-    :param seconds: the step ends after this long (counted from when it starts); ``None``: no limit
-    """
-
-    kind: str
-    after_bytes: int = 0
-    times: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in PROXY_FAULT_KINDS:
-            raise ValueError(
-                f"unknown proxy fault kind {self.kind!r}; expected one of {sorted(PROXY_FAULT_KINDS)}"
-            )
-        if (
-            isinstance(self.after_bytes, bool)
-            or not isinstance(self.after_bytes, int)
-            or self.after_bytes < 0
-        ):
-            raise ValueError(f"ProxyFault.after_bytes must be an int >= 0, got {self.after_bytes!r}")
-        if self.times is not None and (
-            isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1
-        ):
-            raise ValueError(f"ProxyFault.times must be None or an int >= 1, got {self.times!r}")
-        if self.kind == "refuse" and self.times is not None:
-            raise ValueError(
-                "a 'refuse' step cannot count connections it never sees: give it seconds, or heal()"
-            )
-        if self.seconds is not None and (
-            isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or self.seconds <= 0
-        ):
-            raise ValueError(f"ProxyFault.seconds must be None or a number > 0, got {self.seconds!r}")
-
-
-@dataclass(frozen=True)
-class ProxyConnection:
-    """One client connection as the proxy saw it.
-
-    ``requests`` counts request bursts (client data after a response, or the first); ``bytes_up``
-    and ``bytes_down`` the bytes relayed to the server and to the client; ``fault`` what ended the
-    connection: ``None`` (a normal close), ``reset``, ``stall``, ``dropped`` (closed when a ``refuse``
-    step started, or by :meth:`FaultProxy.stop`) or ``upstream_failed`` (the server could not be
-    reached). ``closed_at`` is ``None`` while the connection is open.
-    """
-
-    id: int
-    client_port: int
-    opened_at: float
-    closed_at: float | None
-    requests: int
-    bytes_up: int
-    bytes_down: int
-    fault: str | None
-
-
-@dataclass(frozen=True)
-class ProxyStats:
-    """Totals since the proxy started (or :meth:`FaultProxy.reset_stats`).
-
-    ``connections`` accepted, ``open`` now; ``resets`` and ``stalls``: responses cut or held back;
-    ``dropped``: connections closed when a ``refuse`` step started; ``refusals``: ``refuse`` steps
-    that closed the listener; ``upstream_failures``: connections whose server could not be reached.
-    """
-
-    connections: int = 0
-    open: int = 0
-    resets: int = 0
-    stalls: int = 0
-    dropped: int = 0
-    refusals: int = 0
-    upstream_failures: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-
-
-class _Step:
-    """A schedule step while it is queued or running: what is left of it."""
-
-    __slots__ = ("active", "fault", "remaining", "timer")
-
-    def __init__(self, fault: ProxyFault) -> None:
-        self.fault = fault
-        self.remaining = fault.times
-        self.active = True
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class _Conn:
-    """The proxy's state of one relayed connection (only touched in the proxy's loop)."""
-
-    __slots__ = (
-        "bytes_down",
-        "bytes_up",
-        "client_port",
-        "closed_at",
-        "fault",
-        "id",
-        "opened_at",
-        "passing",
-        "released",
-        "requests",
-        "response_bytes",
-        "step",
-        "task",
-    )
-
-    def __init__(self, conn_id: int, client_port: int) -> None:
-        self.id = conn_id
-        self.client_port = client_port
-        self.opened_at = time.time()
-        self.closed_at: float | None = None
-        self.requests = 0
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.response_bytes = 0
-        self.fault: str | None = None
-        self.step: _Step | None = None
-        self.passing = False
-        self.released: asyncio.Event | None = None
-        self.task: asyncio.Task[Any] | None = None
-
-    def snapshot(self) -> ProxyConnection:
-        return ProxyConnection(
-            id=self.id,
-            client_port=self.client_port,
-            opened_at=self.opened_at,
-            closed_at=self.closed_at,
-            requests=self.requests,
-            bytes_up=self.bytes_up,
-            bytes_down=self.bytes_down,
-            fault=self.fault,
-        )
 
 
 class FaultProxy:
@@ -218,7 +73,7 @@ class FaultProxy:
     """
 
     def __init__(self, target: str | tuple[str, int], *, host: str = "127.0.0.1", port: int = 0) -> None:
-        _check_loopback(host)
+        check_loopback(host)
         if isinstance(target, str):
             parts = urlsplit(target)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -238,8 +93,8 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None  # holds the port while connections are refused
-        self._steps: deque[_Step] = deque()
-        self._conns: dict[int, _Conn] = {}
+        self._steps: deque[Step] = deque()
+        self._conns: dict[int, Conn] = {}
         self._closed_conns: list[ProxyConnection] = []
         self._next_id = 0
         self._stats = ProxyStats()
@@ -311,7 +166,7 @@ class FaultProxy:
         for fault in faults:
             if not isinstance(fault, ProxyFault):
                 raise TypeError(f"FaultProxy.schedule expects ProxyFault steps, got {fault!r}")
-        self._call(self._set_schedule([_Step(fault) for fault in faults]))
+        self._call(self._set_schedule([Step(fault) for fault in faults]))
 
     def heal(self) -> None:
         """Pass-through from now on: the schedule is emptied, held-back (stalled) connections are
@@ -409,12 +264,12 @@ class FaultProxy:
         sock, self._placeholder = self._placeholder, None
         await self._listen(sock if sock is not None else self._bind())
 
-    def _mark_dropped(self, conn: _Conn) -> None:
+    def _mark_dropped(self, conn: Conn) -> None:
         if conn.fault is None:
             conn.fault = "dropped"
             self._count(dropped=1)
 
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: Conn) -> None:
         self._mark_dropped(conn)
         if conn.task is not None:
             conn.task.cancel()
@@ -435,7 +290,7 @@ class FaultProxy:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ the schedule (loop thread)
-    async def _set_schedule(self, steps: list[_Step]) -> None:
+    async def _set_schedule(self, steps: list[Step]) -> None:
         self._clear_steps()
         with self._lock:
             self._steps.extend(steps)
@@ -451,7 +306,7 @@ class FaultProxy:
             if conn.released is not None:
                 conn.released.set()
 
-    def _end(self, step: _Step, *, release: bool) -> None:
+    def _end(self, step: Step, *, release: bool) -> None:
         step.active = False
         if step.timer is not None:
             step.timer.cancel()
@@ -474,11 +329,11 @@ class FaultProxy:
         else:
             await self._reopen()
 
-    def _expire(self, step: _Step) -> None:
+    def _expire(self, step: Step) -> None:
         step.timer = None
         self._pop(step, release=True)  # its time is up: the fault heals
 
-    def _pop(self, step: _Step, *, release: bool) -> None:
+    def _pop(self, step: Step, *, release: bool) -> None:
         """End the running step and start the next one."""
         with self._lock:
             if not self._steps or self._steps[0] is not step:
@@ -490,7 +345,7 @@ class FaultProxy:
         self._switches.add(switch)
         switch.add_done_callback(self._switches.discard)
 
-    def _consume(self, step: _Step) -> None:
+    def _consume(self, step: Step) -> None:
         if step.remaining is None:
             return
         step.remaining -= 1
@@ -498,7 +353,7 @@ class FaultProxy:
             # used up: later responses get the next step; connections it holds stay held
             self._pop(step, release=False)
 
-    def _step_for(self, conn: _Conn, response_start: bool) -> _Step | None:
+    def _step_for(self, conn: Conn, response_start: bool) -> Step | None:
         """The step that applies to the chunk of a response about to be relayed."""
         if response_start:
             conn.step = self._steps[0] if self._steps else None
@@ -518,7 +373,7 @@ class FaultProxy:
         peer = client_writer.get_extra_info("peername")
         with self._lock:
             self._next_id += 1
-            conn = _Conn(self._next_id, peer[1] if peer else 0)
+            conn = Conn(self._next_id, peer[1] if peer else 0)
             self._conns[conn.id] = conn
         conn.task = asyncio.current_task()
         self._count(connections=1)
@@ -560,7 +415,7 @@ class FaultProxy:
                 self._closed_conns.append(conn.snapshot())
 
     async def _pump_up(
-        self, conn: _Conn, client_reader: asyncio.StreamReader, upstream_writer: asyncio.StreamWriter
+        self, conn: Conn, client_reader: asyncio.StreamReader, upstream_writer: asyncio.StreamWriter
     ) -> None:
         """Client to server, until the client closes."""
         while True:
@@ -583,7 +438,7 @@ class FaultProxy:
 
     async def _pump_down(
         self,
-        conn: _Conn,
+        conn: Conn,
         upstream_reader: asyncio.StreamReader,
         client_writer: asyncio.StreamWriter,
         upstream_writer: asyncio.StreamWriter,
@@ -607,7 +462,7 @@ class FaultProxy:
                 return
             await self._relay(conn, chunk, client_writer)
 
-    async def _relay(self, conn: _Conn, chunk: bytes, client_writer: asyncio.StreamWriter) -> None:
+    async def _relay(self, conn: Conn, chunk: bytes, client_writer: asyncio.StreamWriter) -> None:
         conn.response_bytes += len(chunk)
         conn.bytes_down += len(chunk)
         self._count(bytes_down=len(chunk))
@@ -616,8 +471,8 @@ class FaultProxy:
 
     async def _apply(
         self,
-        step: _Step,
-        conn: _Conn,
+        step: Step,
+        conn: Conn,
         chunk: bytes,
         client_writer: asyncio.StreamWriter,
         upstream_writer: asyncio.StreamWriter,

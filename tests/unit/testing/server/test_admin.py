@@ -1,0 +1,45 @@
+"""The fake server's /_fake/ admin routes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import requests
+
+from tests.unit.testing.server.support import AUDIO, CREATE, VIDEO, create
+
+if TYPE_CHECKING:
+    from airflow_provider_jogg.testing import FakeJoggServer
+
+    pass
+
+
+def test_admin_endpoints(server: FakeJoggServer, session: requests.Session) -> None:
+    task_id = create(session, server).json()["data"]["task_id"]
+    admin = server.root_url + "/_fake"
+
+    recorded = requests.get(admin + "/requests", timeout=5).json()
+    assert [(r["method"], r["path"], r["status"]) for r in recorded] == [("POST", CREATE, 200)]
+    assert recorded[0]["json"] == {"video_url": VIDEO, "audio_url": AUDIO}
+    assert requests.get(admin + "/tasks", timeout=5).json() == server.tasks
+
+    added = requests.post(admin + "/faults", json={"kind": "status", "status": 503, "times": 2}, timeout=5)
+    assert added.status_code == 200
+    assert added.json()["code"] == 0
+    assert requests.post(admin + "/faults", json={"kind": "nope"}, timeout=5).status_code == 400
+    assert requests.post(admin + "/faults", data=b"{", timeout=5).status_code == 400
+    assert [f["status"] for f in requests.get(admin + "/faults", timeout=5).json()] == [503]
+    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 503
+
+    forced = requests.post(
+        admin + f"/tasks/{task_id}", json={"status": "failed", "error_message": "x"}, timeout=5
+    )
+    assert forced.json()["data"]["status"] == "failed"
+    assert server.tasks[task_id]["status"] == "failed"
+
+    assert requests.post(admin + "/reset", timeout=5).json()["code"] == 0
+    assert server.faults == []
+    assert server.requests == []
+    assert task_id in server.tasks  # tasks survive a reset
+    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 200
+    assert server.count() == 1  # admin calls are never recorded

@@ -1,0 +1,129 @@
+"""``python -m airflow_provider_jogg.testing``: the fake server from a shell."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+
+from tests.unit.testing.server.support import AUDIO, CREATE, KEY, REPO_ROOT, VIDEO
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m airflow_provider_jogg.testing`` with the repository on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_jogg.testing", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    """Read one stdout line of ``proc`` or fail after ``timeout`` seconds."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no URL line within {timeout}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_serves_until_signal(sig: signal.Signals) -> None:
+    proc = _cli("--port", "0", "--api-key", "cli-key", "--prefix", "/open", "--pending-seconds", "0")
+    try:
+        line = _read_line(proc)
+        match = re.fullmatch(r"JOGG_FAKE_URL=(http://127\.0\.0\.1:(\d+)/open)\n", line)
+        assert match, line
+        url = match.group(1)
+        whoami = requests.get(url + "/v2/user/whoami", headers={"x-api-key": "cli-key"}, timeout=5)
+        assert whoami.json()["data"]["username"] == "demo"
+        assert requests.get(url + "/v2/user/whoami", headers={"x-api-key": KEY}, timeout=5).status_code == 401
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        assert proc.stdout.read() == ""  # exactly one line on stdout
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url + "/v2/user/whoami", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_cli_processing_seconds_for_marked_urls_and_clock_from_first_status() -> None:
+    proc = _cli(
+        "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0",
+        "--processing-seconds-for", "/late/=never", "--processing-seconds-for", "a=b/=0",
+        "--clock-from-first-status",
+    )  # fmt: skip
+    try:
+        url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
+        headers = {"x-api-key": "cli-key"}
+        ids = {}
+        for name, video in (("late", "https://m.example/late/v.mp4"), ("plain", VIDEO)):
+            body = {"video_url": video, "audio_url": AUDIO}
+            answer = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()
+            ids[name] = answer["data"]["task_id"]
+        # nobody has asked about them yet: both clocks stand still (0 s tasks would be done otherwise)
+        tasks = requests.get(url + "/_fake/tasks", timeout=5).json()
+        assert {name: tasks[task_id]["status"] for name, task_id in ids.items()} == {
+            "late": "pending",
+            "plain": "pending",
+        }
+        statuses = {}
+        for name, task_id in ids.items():
+            answer = requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()
+            statuses[name] = answer["data"]["status"]
+        assert statuses == {"late": "processing", "plain": "success"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize("value", ["no-equals-sign", "=5", "/x/=soon"])
+def test_cli_rejects_bad_processing_seconds_for(value: str) -> None:
+    proc = _cli("--processing-seconds-for", value)
+    try:
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2
+        assert "argument --processing-seconds-for: expected" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_cli_refuses_non_loopback_host() -> None:
+    proc = _cli("--host", "0.0.0.0")
+    try:
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2
+        assert "loopback" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
