@@ -12,6 +12,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_jogg._compat import AIRFLOW_V_3_1_PLUS
 from airflow_provider_jogg.operators.lip_sync import LipSyncOperator
+from airflow_provider_jogg.protocol import CREATE_PATH, STATUS_PATH
 from airflow_provider_jogg.sensors.lip_sync import LipSyncSensor
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.testing.dagrun import load_dag, run_dag, task_states, xcom_value
@@ -19,8 +20,8 @@ from tests.conftest import ROOT, TEST_API_KEY, conn_json
 
 pytestmark = [pytest.mark.dagtest, pytest.mark.usefixtures("airflow_db")]
 
-CREATE = "/v2/create_lip_sync_video"
-STATUS = "/v2/lip_sync_video/"
+CREATE = CREATE_PATH
+STATUS = STATUS_PATH.format(task_id="")
 EXAMPLE = ROOT / "example_dags" / "example_jogg_lip_sync.py"
 _ids = itertools.count()
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.connection import JoggConnectionConfig
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 
 
 def make_config(host, password="k", port=None, **extra):
@@ -24,7 +25,7 @@ def make_config(host, password="k", port=None, **extra):
 
 # what the HTTP clients make of a URL: ``requests`` parses with urllib3, ``aiohttp`` with yarl
 def clients_see(url: str) -> set[tuple[str | None, int | None]]:
-    prepared = requests.Request("GET", url + "/v2/user/whoami").prepare().url
+    prepared = requests.Request("GET", url + WHOAMI_PATH).prepare().url
     parsed = urllib3.util.parse_url(url)
     return {
         (urlsplit(prepared).hostname, urlsplit(prepared).port),

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_jogg.protocol import CREATE_PATH
 from airflow_provider_jogg.testing import media as _media
 from airflow_provider_jogg.testing.loopback import check_loopback
 from airflow_provider_jogg.testing.server import results
@@ -314,7 +315,7 @@ class FakeJoggServer:
     @property
     def create_count(self) -> int:
         """How many ``POST /v2/create_lip_sync_video`` requests arrived (faulted ones included)."""
-        return self.count("POST", "/v2/create_lip_sync_video")
+        return self.count("POST", CREATE_PATH)
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""

@@ -12,6 +12,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from airflow_provider_jogg.protocol import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing.server import results
 from airflow_provider_jogg.testing.server.responses import (
     NOT_FOUND,
@@ -29,6 +30,10 @@ __all__ = ["PLAYBACK_TYPES", "api_path", "api_response", "normalize_prefix", "st
 
 #: Accepted values of ``playback_type`` (the first one is the default).
 PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_by_audio")
+
+
+#: the status route without its task id (the API paths are the provider's own)
+_STATUS_PREFIX = STATUS_PATH.format(task_id="")
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -60,18 +65,18 @@ def api_response(
         return json_response(429, envelope(429, "Too Many Requests"), (("Retry-After", "1"),))
     if api_key != fake.api_key:
         return json_response(fake.auth_error_status, envelope(10105, "Invalid API key"))
-    if path == "/v2/create_lip_sync_video":
+    if path == CREATE_PATH:
         return create(fake, body, body_ok) if method == "POST" else NOT_FOUND
-    if path.startswith("/v2/lip_sync_video/"):
-        task_id = unquote(path[len("/v2/lip_sync_video/") :])
+    if path.startswith(_STATUS_PREFIX):
+        task_id = unquote(path[len(_STATUS_PREFIX) :])
         if method != "GET" or not task_id or "/" in task_id:
             return NOT_FOUND
         return task_status(fake, task_id)
-    if path == "/v2/user/whoami":
+    if path == WHOAMI_PATH:
         return ok({"email": "demo@example.com", "username": "demo"}) if method == "GET" else NOT_FOUND
-    if path == "/v2/user/remaining_quota":
+    if path == QUOTA_PATH:
         return ok({"remaining_quota": fake.remaining_quota}) if method == "GET" else NOT_FOUND
-    if path == "/v2/upload/asset":
+    if path == UPLOAD_PATH:
         return create_upload(fake, body, body_ok) if method == "POST" else NOT_FOUND
     return NOT_FOUND
 

@@ -10,17 +10,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow_provider_jogg.protocol import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-CREATE = "/v2/create_lip_sync_video"
-STATUS = "/v2/lip_sync_video/"
-WHOAMI = "/v2/user/whoami"
-QUOTA = "/v2/user/remaining_quota"
-UPLOAD = "/v2/upload/asset"
+CREATE = CREATE_PATH
+STATUS = STATUS_PATH.format(task_id="")
+WHOAMI = WHOAMI_PATH
+QUOTA = QUOTA_PATH
+UPLOAD = UPLOAD_PATH
 VIDEO = "https://media.example/clip.mp4"
 AUDIO = "https://media.example/voice.mp3"
 WRONG_KEY = "sk-jogg-WRONGKEY-0000000000000000"

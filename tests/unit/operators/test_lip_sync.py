@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg._compat import AirflowFailException
 from airflow_provider_jogg.operators.lip_sync import LipSyncOperator
+from airflow_provider_jogg.protocol import CREATE_PATH
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.testing.dagrun import load_dag
 
@@ -65,7 +66,7 @@ def test_bad_input_fails_before_any_request(jogg_conn, kwargs, match):
 
 
 def test_ambiguous_failure_is_not_resent_and_not_retried(jogg_conn):
-    jogg_conn.add_fault(Fault("status", status=502, path="/v2/create_lip_sync_video"))
+    jogg_conn.add_fault(Fault("status", status=502, path=CREATE_PATH))
     with pytest.raises(exc.JoggCreateUncertainError, match="may have been created") as info:
         operator().execute({})
     assert isinstance(info.value, AirflowFailException)
@@ -74,7 +75,7 @@ def test_ambiguous_failure_is_not_resent_and_not_retried(jogg_conn):
 
 
 def test_rate_limit_is_retried_to_exactly_one_task(jogg_conn):
-    jogg_conn.add_fault(Fault("status", status=429, path="/v2/create_lip_sync_video", times=2))
+    jogg_conn.add_fault(Fault("status", status=429, path=CREATE_PATH, times=2))
     task_id = operator().execute({})
     assert list(jogg_conn.tasks) == [task_id]
     assert jogg_conn.create_count == 3

@@ -16,13 +16,14 @@ from airflow_provider_jogg._compat import (
 )
 from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
 from airflow_provider_jogg.events import error_event, result_event, timeout_event
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.results import LipSyncResult
 from airflow_provider_jogg.sensors.lip_sync import DEFERRAL_GRACE, LipSyncSensor
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from tests.conftest import TEST_API_KEY
 
-STATUS = "/v2/lip_sync_video/"
+STATUS = STATUS_PATH.format(task_id="")
 
 
 def sensor(**kwargs) -> LipSyncSensor:

@@ -13,6 +13,7 @@ import threading
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from tests.unit.testing.server.support import AUDIO, CREATE, KEY, REPO_ROOT, VIDEO
 
 
@@ -50,15 +51,15 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
         match = re.fullmatch(r"JOGG_FAKE_URL=(http://127\.0\.0\.1:(\d+)/open)\n", line)
         assert match, line
         url = match.group(1)
-        whoami = requests.get(url + "/v2/user/whoami", headers={"x-api-key": "cli-key"}, timeout=5)
+        whoami = requests.get(url + WHOAMI_PATH, headers={"x-api-key": "cli-key"}, timeout=5)
         assert whoami.json()["data"]["username"] == "demo"
-        assert requests.get(url + "/v2/user/whoami", headers={"x-api-key": KEY}, timeout=5).status_code == 401
+        assert requests.get(url + WHOAMI_PATH, headers={"x-api-key": KEY}, timeout=5).status_code == 401
         proc.send_signal(sig)
         assert proc.wait(timeout=10) == 0
         assert proc.stdout is not None
         assert proc.stdout.read() == ""  # exactly one line on stdout
         with pytest.raises(requests.ConnectionError):
-            requests.get(url + "/v2/user/whoami", timeout=2)
+            requests.get(url + WHOAMI_PATH, timeout=2)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, FaultProxy, ProxyFault
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 KEY = "proxy-test-key-0815"
 HEADERS = {"x-api-key": KEY}
-WHOAMI = "/v2/user/whoami"
+WHOAMI = WHOAMI_PATH
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from airflow.sdk.execution_time.comms import ErrorResponse
 
 from airflow_provider_jogg import _compat, registries
 from airflow_provider_jogg.events import EventStatus, parse_event
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import FAILURE_MESSAGE, Fault
 from airflow_provider_jogg.triggers import lip_sync
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
@@ -20,7 +21,7 @@ from tests.conftest import TEST_API_KEY, conn_json
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-STATUS = "/v2/lip_sync_video/"
+STATUS = STATUS_PATH.format(task_id="")
 
 
 async def run_trigger(trigger: LipSyncTrigger) -> list[dict]:

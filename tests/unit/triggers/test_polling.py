@@ -11,12 +11,13 @@ import pytest
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg import registries
 from airflow_provider_jogg.connection import config_for_connection
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from airflow_provider_jogg.triggers.polling import FIRST_POLL_SPREAD, POLL_JITTER, NoteKind, PollScheduler
 
-STATUS = "/v2/lip_sync_video/"
+STATUS = STATUS_PATH.format(task_id="")
 #: an interval no test waits out: polls happen only when a test sends them
 NEVER = 1000.0
 

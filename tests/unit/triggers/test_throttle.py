@@ -13,6 +13,7 @@ from airflow_provider_jogg import protocol
 from airflow_provider_jogg import throttle as throttle_module
 from airflow_provider_jogg.connection import config_for_connection
 from airflow_provider_jogg.hooks import async_client
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.registries import account_throttle
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.throttle import AccountThrottle
@@ -20,7 +21,7 @@ from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 from tests.unit.hooks.support import step_wall_clock
 
-STATUS = "/v2/lip_sync_video/"
+STATUS = STATUS_PATH.format(task_id="")
 
 
 class FakeClock:

@@ -13,11 +13,12 @@ import pytest
 import requests
 
 import airflow_provider_jogg
+from airflow_provider_jogg.protocol import CREATE_PATH, STATUS_PATH, UPLOAD_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, media
 from tests.media_binaries import FFMPEG, FFPROBE
 
 KEY = "media-test-key"
-CREATE = "/v2/create_lip_sync_video"
+CREATE = CREATE_PATH
 REPO_ROOT = Path(airflow_provider_jogg.__file__).resolve().parents[1]
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="uses a shell script as a stand-in ffmpeg")
@@ -76,7 +77,7 @@ def upload(session: requests.Session, server: FakeJoggServer, path: Path, conten
     """The real upload flow: POST /v2/upload/asset, then PUT the bytes; returns the asset URL."""
     content = path.read_bytes()
     answer = session.post(
-        server.url + "/v2/upload/asset",
+        server.url + UPLOAD_PATH,
         json={"filename": path.name, "content_type": content_type, "file_size": len(content)},
         timeout=5,
     ).json()
@@ -95,7 +96,7 @@ def run_task(session: requests.Session, server: FakeJoggServer, **body: Any) -> 
     task_id = created["data"]["task_id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        answer = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=30).json()
+        answer = session.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=30).json()
         assert answer["code"] == 0, answer
         if answer["data"]["status"] == "success":
             return answer["data"]

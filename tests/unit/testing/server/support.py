@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import airflow_provider_jogg
+from airflow_provider_jogg.protocol import CREATE_PATH, STATUS_PATH, UPLOAD_PATH
 
 if TYPE_CHECKING:
     import http.client
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from airflow_provider_jogg.testing import FakeJoggServer
 
 KEY = "s3cret-test-key-4711"
-CREATE = "/v2/create_lip_sync_video"
+CREATE = CREATE_PATH
 VIDEO = "https://media.example/clip.mp4"
 AUDIO = "https://media.example/voice.mp3"
 REPO_ROOT = Path(airflow_provider_jogg.__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def create(session: requests.Session, server: FakeJoggServer, **body: Any) -> re
 
 def get_task(session: requests.Session, server: FakeJoggServer, task_id: str) -> dict[str, Any]:
     """GET a task and return its ``data``, checking the envelope."""
-    response = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5)
+    response = session.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=5)
     assert response.status_code == 200
     body = response.json()
     assert body["code"] == 0, body
@@ -58,7 +59,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 def request_upload(session: requests.Session, server: FakeJoggServer, **body: Any) -> dict[str, str]:
     """POST /v2/upload/asset and return its data."""
-    response = session.post(server.url + "/v2/upload/asset", json=body, timeout=5)
+    response = session.post(server.url + UPLOAD_PATH, json=body, timeout=5)
     assert response.status_code == 200
     payload = response.json()
     assert payload["code"] == 0, payload

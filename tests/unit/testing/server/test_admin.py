@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from tests.unit.testing.server.support import AUDIO, CREATE, VIDEO, create
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def test_admin_endpoints(server: FakeJoggServer, session: requests.Session) -> N
     assert requests.post(admin + "/faults", json={"kind": "nope"}, timeout=5).status_code == 400
     assert requests.post(admin + "/faults", data=b"{", timeout=5).status_code == 400
     assert [f["status"] for f in requests.get(admin + "/faults", timeout=5).json()] == [503]
-    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 503
+    assert session.get(server.url + WHOAMI_PATH, timeout=5).status_code == 503
 
     forced = requests.post(
         admin + f"/tasks/{task_id}", json={"status": "failed", "error_message": "x"}, timeout=5
@@ -41,5 +42,5 @@ def test_admin_endpoints(server: FakeJoggServer, session: requests.Session) -> N
     assert server.faults == []
     assert server.requests == []
     assert task_id in server.tasks  # tasks survive a reset
-    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 200
+    assert session.get(server.url + WHOAMI_PATH, timeout=5).status_code == 200
     assert server.count() == 1  # admin calls are never recorded

@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import QUOTA_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from tests.unit.testing.server.support import (
     AUDIO,
@@ -28,12 +29,12 @@ from tests.unit.testing.server.support import (
 def test_fault_status_with_retry_after_applies_once(
     server: FakeJoggServer, session: requests.Session
 ) -> None:
-    server.add_fault(Fault("status", status=503, retry_after="7", path="/v2/user/whoami"))
-    first = session.get(server.url + "/v2/user/whoami", timeout=5)
+    server.add_fault(Fault("status", status=503, retry_after="7", path=WHOAMI_PATH))
+    first = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert first.status_code == 503
     assert first.headers["Retry-After"] == "7"
     assert first.json() == {"code": 503, "msg": "Service Unavailable", "data": None}
-    second = session.get(server.url + "/v2/user/whoami", timeout=5)
+    second = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert second.status_code == 200
     assert "Retry-After" not in second.headers
     assert server.count_status(503) == 1
@@ -42,7 +43,7 @@ def test_fault_status_with_retry_after_applies_once(
 
 def test_fault_status_429_without_retry_after(server: FakeJoggServer, session: requests.Session) -> None:
     server.add_fault(Fault("status", status=429))
-    response = session.get(server.url + "/v2/user/remaining_quota", timeout=5)
+    response = session.get(server.url + QUOTA_PATH, timeout=5)
     assert response.status_code == 429
     assert "Retry-After" not in response.headers
     assert response.json()["code"] == 429
@@ -50,7 +51,7 @@ def test_fault_status_429_without_retry_after(server: FakeJoggServer, session: r
 
 def test_fault_html(server: FakeJoggServer, session: requests.Session) -> None:
     server.add_fault(Fault("html"))
-    response = session.get(server.url + "/v2/user/whoami", timeout=5)
+    response = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert response.status_code == 502
     assert response.headers["Content-Type"].startswith("text/html")
     assert response.text == "<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -59,16 +60,16 @@ def test_fault_html(server: FakeJoggServer, session: requests.Session) -> None:
 def test_fault_business(server: FakeJoggServer, session: requests.Session) -> None:
     server.add_fault(Fault("business"))
     server.add_fault(Fault("business", code=18020, msg="Insufficient credit"))
-    first = session.get(server.url + "/v2/user/whoami", timeout=5)
+    first = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert first.status_code == 200
     assert first.json() == {"code": 50000, "msg": "System error", "data": None}
-    second = session.get(server.url + "/v2/user/whoami", timeout=5)
+    second = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert second.json() == {"code": 18020, "msg": "Insufficient credit", "data": None}
 
 
 def test_fault_non_json(server: FakeJoggServer, session: requests.Session) -> None:
     server.add_fault(Fault("non_json"))
-    response = session.get(server.url + "/v2/user/whoami", timeout=5)
+    response = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert response.status_code == 200
     assert response.text == "Internal error, please retry"
     with pytest.raises(ValueError):  # noqa: PT011 - json decoders raise different subclasses
@@ -77,7 +78,7 @@ def test_fault_non_json(server: FakeJoggServer, session: requests.Session) -> No
 
 def test_fault_truncated(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
     server.add_fault(Fault("truncated"))
-    response = raw_get(conn, "/v2/user/whoami")
+    response = raw_get(conn, WHOAMI_PATH)
     assert response.status == 200
     announced = int(response.getheader("Content-Length") or 0)
     with pytest.raises(http.client.IncompleteRead) as excinfo:
@@ -90,40 +91,40 @@ def test_fault_truncated(server: FakeJoggServer, conn: http.client.HTTPConnectio
 def test_fault_close(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
     server.add_fault(Fault("close"))
     with pytest.raises(http.client.RemoteDisconnected):
-        raw_get(conn, "/v2/user/whoami")
+        raw_get(conn, WHOAMI_PATH)
     assert server.requests[0].status == 0
 
 
 def test_fault_reset(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
     server.add_fault(Fault("reset"))
     with pytest.raises(ConnectionResetError):
-        raw_get(conn, "/v2/user/whoami").read()
+        raw_get(conn, WHOAMI_PATH).read()
     assert server.requests[0].status == 0
 
 
 def test_fault_raw_and_envelope(server: FakeJoggServer, session: requests.Session) -> None:
     server.add_fault(Fault("raw", status=504, body="upstream timed out"))
     server.add_fault(Fault("envelope", body='{"code": 0, "msg": "ok"}'))
-    raw = session.get(server.url + "/v2/user/whoami", timeout=5)
+    raw = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert raw.status_code == 504
     assert raw.headers["Content-Type"] == "application/json"
     assert raw.text == "upstream timed out"
-    envelope = session.get(server.url + "/v2/user/whoami", timeout=5)
+    envelope = session.get(server.url + WHOAMI_PATH, timeout=5)
     assert envelope.status_code == 200
     assert envelope.text == '{"code": 0, "msg": "ok"}'
 
 
 def test_fault_redirect(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
-    server.add_fault(Fault("redirect", location="http://127.0.0.2:9/elsewhere", path="/v2/user/whoami"))
-    server.add_fault(Fault("redirect", status=307, location="/v2/user/whoami"))
-    first = raw_get(conn, "/v2/user/whoami")
+    server.add_fault(Fault("redirect", location="http://127.0.0.2:9/elsewhere", path=WHOAMI_PATH))
+    server.add_fault(Fault("redirect", status=307, location=WHOAMI_PATH))
+    first = raw_get(conn, WHOAMI_PATH)
     assert (first.status, first.getheader("Location"), first.read()) == (
         302,
         "http://127.0.0.2:9/elsewhere",
         b"",
     )
-    second = raw_get(conn, "/v2/user/remaining_quota")
-    assert (second.status, second.getheader("Location")) == (307, "/v2/user/whoami")
+    second = raw_get(conn, QUOTA_PATH)
+    assert (second.status, second.getheader("Location")) == (307, WHOAMI_PATH)
     second.read()
     assert [r.status for r in server.requests] == [302, 307]
     with pytest.raises(ValueError, match="location"):
@@ -238,8 +239,8 @@ def test_fault_matching_by_method_path_times_and_order(
 ) -> None:
     server.add_fault(Fault("status", status=500, method="post", times=2))
     server.add_fault(Fault("status", status=503, path="/v2/user", times=None))
-    server.add_fault(Fault("status", status=502, path="/v2/user/whoami", times=1))
-    whoami = server.url + "/v2/user/whoami"
+    server.add_fault(Fault("status", status=502, path=WHOAMI_PATH, times=1))
+    whoami = server.url + WHOAMI_PATH
     assert [session.get(whoami, timeout=5).status_code for _ in range(3)] == [503, 503, 503]
     assert [create(session, server).status_code for _ in range(3)] == [500, 500, 200]
     assert len(server.tasks) == 1
@@ -271,7 +272,7 @@ def test_faults_keep_the_keep_alive_connection_usable(
     statuses = []
     ports = set()
     for _ in range(5):
-        response = raw_get(conn, "/v2/user/whoami")
+        response = raw_get(conn, WHOAMI_PATH)
         response.read()
         statuses.append(response.status)
         assert conn.sock is not None
@@ -300,7 +301,7 @@ def test_stop_interrupts_a_slow_fault(server: FakeJoggServer) -> None:
 
     def call() -> None:
         try:
-            requests.get(server.url + "/v2/user/whoami", headers={"x-api-key": KEY}, timeout=10)
+            requests.get(server.url + WHOAMI_PATH, headers={"x-api-key": KEY}, timeout=10)
             errors.put(None)
         except requests.RequestException as exc:
             errors.put(exc)

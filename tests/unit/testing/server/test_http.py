@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from airflow_provider_jogg.protocol import STATUS_PATH, WHOAMI_PATH
 from tests.unit.testing.server.support import AUDIO, CREATE, KEY, VIDEO
 
 if TYPE_CHECKING:
@@ -22,11 +23,11 @@ if TYPE_CHECKING:
 
 def test_keep_alive_across_error_answers(server: FakeJoggServer, conn: http.client.HTTPConnection) -> None:
     calls: list[tuple[str, str, bytes | None, dict[str, str]]] = [
-        ("GET", "/v2/user/whoami", None, {"x-api-key": KEY}),
+        ("GET", WHOAMI_PATH, None, {"x-api-key": KEY}),
         ("POST", CREATE, b'{"video_url": 1}', {"x-api-key": KEY}),
         ("POST", CREATE, b'{"video_url": 1}', {"x-api-key": "bad"}),
         ("POST", "/nowhere", b"x" * 5000, {}),
-        ("GET", f"/v2/lip_sync_video/{uuid.uuid4()}", None, {"x-api-key": KEY}),
+        ("GET", STATUS_PATH.format(task_id=uuid.uuid4()), None, {"x-api-key": KEY}),
         ("GET", "/_fake/tasks", None, {}),
     ]
     ports = set()
@@ -76,7 +77,7 @@ def test_concurrent_clients(server: FakeJoggServer) -> None:
         with requests.Session() as sess:
             sess.headers["x-api-key"] = KEY
             for _ in range(40):
-                response = sess.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5)
+                response = sess.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=5)
                 if response.status_code != 200 or response.json()["data"]["task_id"] != task_id:
                     failures.append(response.text)
 
@@ -86,5 +87,5 @@ def test_concurrent_clients(server: FakeJoggServer) -> None:
     for thread in threads:
         thread.join(20)
     assert failures == []
-    assert server.count(path="/v2/lip_sync_video/") == 320
+    assert server.count(path=STATUS_PATH.format(task_id="")) == 320
     assert server.count_status(200) == 320

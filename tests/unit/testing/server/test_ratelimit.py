@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from tests.unit.testing.server.support import AUDIO, VIDEO
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def test_rate_limit(make_server: Callable[..., FakeJoggServer], session: requests.Session) -> None:
     server = make_server(rate_limit=5)
     started = time.monotonic()
-    responses = [session.get(server.url + "/v2/user/whoami", timeout=5) for _ in range(15)]
+    responses = [session.get(server.url + WHOAMI_PATH, timeout=5) for _ in range(15)]
     elapsed = time.monotonic() - started
     codes = [r.status_code for r in responses]
     ok = codes.count(200)
@@ -36,4 +37,4 @@ def test_rate_limit(make_server: Callable[..., FakeJoggServer], session: request
     done = server.add_task(VIDEO, AUDIO, status="success")
     assert requests.get(f"{server.root_url}/files/{done}/cover.jpg", timeout=5).status_code == 200
     time.sleep(0.25)
-    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 200
+    assert session.get(server.url + WHOAMI_PATH, timeout=5).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, RecordedRequest
 from tests.unit.testing.server.support import AUDIO, CREATE, VIDEO
 
@@ -21,7 +22,7 @@ def test_request_recording(make_server: Callable[..., FakeJoggServer], session: 
     session.post(
         server.url + CREATE + "?trace=1", json=body, headers={"X-Api-Platform": "airflow"}, timeout=5
     )
-    session.get(server.url + "/v2/user/whoami", timeout=5)
+    session.get(server.url + WHOAMI_PATH, timeout=5)
     after = time.time()
     first, second = server.requests
     assert isinstance(first, RecordedRequest)

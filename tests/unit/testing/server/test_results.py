@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, media
 from tests.media_binaries import FFMPEG, FFPROBE
 from tests.unit.testing.media.support import (
@@ -131,7 +132,7 @@ def test_uploaded_media_are_muxed(
     assert info["duration"] == pytest.approx(expected, abs=0.3)
     # The status answer reports the duration of the very file served.
     assert data["data"]["duration_seconds"] == pytest.approx(info["duration"], abs=0.05)
-    again = session.get(f"{server.url}/v2/lip_sync_video/{data['task_id']}", timeout=5).json()["data"]
+    again = session.get(server.url + STATUS_PATH.format(task_id=data["task_id"]), timeout=5).json()["data"]
     assert again["data"]["duration_seconds"] == data["data"]["duration_seconds"]
 
     assert cover[:3] == b"\xff\xd8\xff"
@@ -186,7 +187,7 @@ def test_result_is_built_once_on_status_success_and_reused(
     server = make_server(pending_seconds=1.0, processing_seconds=0.2)
     body = {"video_url": "https://media.example/a.mp4", "audio_url": "https://media.example/a.mp3"}
     task_id = session.post(server.url + CREATE, json=body, timeout=5).json()["data"]["task_id"]
-    status = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5).json()["data"]
+    status = session.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=5).json()["data"]
     assert status["status"] == "pending"
     assert spawned == []  # no ffmpeg while the task is not done
     data = run_task(session, server, **body)  # a second task, same inputs
@@ -194,7 +195,7 @@ def test_result_is_built_once_on_status_success_and_reused(
     builds = len(spawned)
     assert data["data"]["duration_seconds"] == pytest.approx(2.0, abs=0.3)
     for _ in range(3):
-        session.get(f"{server.url}/v2/lip_sync_video/{data['task_id']}", timeout=5)
+        session.get(server.url + STATUS_PATH.format(task_id=data["task_id"]), timeout=5)
     result = download(data["data"]["result_url"], "video/mp4")
     download(data["data"]["cover_url"], "image/jpeg")
     assert len(spawned) == builds  # polls and downloads reuse it
@@ -301,7 +302,7 @@ def test_broken_ffmpeg_falls_back_to_the_configured_duration(
     assert download(data["data"]["cover_url"], "image/jpeg") == SAMPLE_JPG
     assert data["data"]["duration_seconds"] == 7.0  # nothing could be measured
     # A failed build is not retried for the same task: its fallback is kept.
-    session.get(f"{server.url}/v2/lip_sync_video/{data['task_id']}", timeout=5)
+    session.get(server.url + STATUS_PATH.format(task_id=data["task_id"]), timeout=5)
     assert len(spawned) == attempts
     built = server.task_media(data["task_id"])
     assert built is not None

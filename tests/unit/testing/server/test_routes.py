@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import STATUS_PATH, WHOAMI_PATH
 from tests.unit.testing.server.support import AUDIO, CREATE, KEY, VIDEO, create, get_task
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        ("GET", "/v2/user/whoami", None),
+        ("GET", WHOAMI_PATH, None),
         ("POST", CREATE, {"video_url": VIDEO, "audio_url": AUDIO}),
         ("GET", "/v2/lip_sync_video/abc", None),
         ("GET", "/v2/no/such/route", None),
@@ -48,7 +49,7 @@ def test_bad_key_is_401_10105(
 
 def test_real_key_is_never_stored(server: FakeJoggServer, session: requests.Session) -> None:
     create(session, server)
-    session.get(server.url + "/v2/user/whoami", headers={"x-api-key": KEY + "-typo"}, timeout=5)
+    session.get(server.url + WHOAMI_PATH, headers={"x-api-key": KEY + "-typo"}, timeout=5)
     assert [r.headers["x-api-key"] for r in server.requests] == ["<valid>", "<invalid>"]
     assert KEY not in repr(server.requests)
     dumped = requests.get(server.root_url + "/_fake/requests", timeout=5).text
@@ -58,7 +59,7 @@ def test_real_key_is_never_stored(server: FakeJoggServer, session: requests.Sess
 
 def test_auth_error_status_can_be_200(make_server: Callable[..., FakeJoggServer]) -> None:
     server = make_server(auth_error_status=200)
-    response = requests.get(server.url + "/v2/user/whoami", headers={"x-api-key": "nope"}, timeout=5)
+    response = requests.get(server.url + WHOAMI_PATH, headers={"x-api-key": "nope"}, timeout=5)
     assert response.status_code == 200
     assert response.json()["code"] == 10105
 
@@ -69,7 +70,7 @@ def test_auth_error_status_can_be_200(make_server: Callable[..., FakeJoggServer]
         ("GET", "/nope"),
         ("GET", "/"),
         ("GET", CREATE),
-        ("POST", "/v2/user/whoami"),
+        ("POST", WHOAMI_PATH),
         ("DELETE", "/v2/lip_sync_video/abc"),
         ("GET", "/v2/unknown"),
         ("PATCH", "/files/x/result.mp4"),
@@ -90,16 +91,16 @@ def test_prefix_routes(make_server: Callable[..., FakeJoggServer], session: requ
     server = make_server(prefix="open/", pending_seconds=0, processing_seconds=0)
     assert server.url == f"http://127.0.0.1:{server.port}/open"
     assert server.root_url == f"http://127.0.0.1:{server.port}"
-    assert session.get(server.root_url + "/v2/user/whoami", timeout=5).status_code == 404
-    assert session.get(server.url + "/v2/user/whoami", timeout=5).status_code == 200
+    assert session.get(server.root_url + WHOAMI_PATH, timeout=5).status_code == 404
+    assert session.get(server.url + WHOAMI_PATH, timeout=5).status_code == 200
     task_id = create(session, server).json()["data"]["task_id"]
     data = get_task(session, server, task_id)
     assert data["data"]["result_url"] == f"{server.root_url}/files/{task_id}/result.mp4"
     # Only the prefixed API calls are recorded, without the prefix.
     assert [(r.method, r.path) for r in server.requests] == [
-        ("GET", "/v2/user/whoami"),
+        ("GET", WHOAMI_PATH),
         ("POST", CREATE),
-        ("GET", f"/v2/lip_sync_video/{task_id}"),
+        ("GET", STATUS_PATH.format(task_id=task_id)),
     ]
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_jogg.protocol import QUOTA_PATH, STATUS_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from airflow_provider_jogg.testing.server import FAILURE_MESSAGE, FINISH_AFTER_CREATE, FINISH_AFTER_POLL
 from tests.unit.testing.server.support import AUDIO, KEY, VIDEO, create, get_task, wait_until
@@ -166,7 +167,7 @@ def test_clock_from_first_status_is_not_started_by_a_refused_request(
         pending_seconds=0, processing_seconds=0, clock_from_first_status=True, rate_limit=0.1
     )
     task_id = create(session, server).json()["data"]["task_id"]
-    refused = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5)
+    refused = session.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=5)
     assert refused.status_code == 429
     assert server.tasks[task_id]["status"] == "pending"
 
@@ -213,7 +214,7 @@ def test_finish_after_poll_marker_ignores_unanswered_polls(
     server = make_server(pending_seconds=0, processing_seconds=None, rate_limit=0.001)
     audio = f"{AUDIO}?{FINISH_AFTER_POLL}=0"
     task_id = server.add_task(VIDEO, audio)
-    status_path = f"/v2/lip_sync_video/{task_id}"
+    status_path = STATUS_PATH.format(task_id=task_id)
     server.add_fault(Fault("status", status=503, path=status_path, times=1))
     assert session.get(server.url + status_path, timeout=5).status_code == 503
     assert session.get(server.url + status_path, timeout=5, headers={"x-api-key": "wrong"}).status_code == 401
@@ -306,13 +307,13 @@ def test_whoami_and_remaining_quota(
     make_server: Callable[..., FakeJoggServer], session: requests.Session
 ) -> None:
     server = make_server(remaining_quota=42.5)
-    whoami = session.get(server.url + "/v2/user/whoami", timeout=5).json()
+    whoami = session.get(server.url + WHOAMI_PATH, timeout=5).json()
     assert whoami == {"code": 0, "msg": "Success", "data": {"email": "demo@example.com", "username": "demo"}}
-    quota = session.get(server.url + "/v2/user/remaining_quota", timeout=5).json()
+    quota = session.get(server.url + QUOTA_PATH, timeout=5).json()
     assert quota == {"code": 0, "msg": "Success", "data": {"remaining_quota": 42.5}}
 
 
 def test_unknown_task_is_10104(server: FakeJoggServer, session: requests.Session) -> None:
-    response = session.get(f"{server.url}/v2/lip_sync_video/{uuid.uuid4()}", timeout=5)
+    response = session.get(server.url + STATUS_PATH.format(task_id=uuid.uuid4()), timeout=5)
     assert response.status_code == 200
     assert response.json() == {"code": 10104, "msg": "Record not found", "data": None}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from airflow_provider_jogg.protocol import UPLOAD_PATH
 from tests.unit.testing.server.support import AUDIO, VIDEO, create, request_upload, wait_until
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def test_upload_put_then_get_asset(
     assert asset["chunked"] is False
     # The PUT and the GET are not API calls: only the upload request is recorded.
     assert [(r.method, r.path, r.json) for r in server.requests] == [
-        ("POST", "/v2/upload/asset", {"filename": "clip.mp4", "content_type": "video/mp4", "file_size": 3000})
+        ("POST", UPLOAD_PATH, {"filename": "clip.mp4", "content_type": "video/mp4", "file_size": 3000})
     ]
 
     # An uploaded asset works as media; one never uploaded makes the task fail.
@@ -132,7 +133,7 @@ def test_upload_put_checks_signature_and_size(server: FakeJoggServer, session: r
 def test_upload_parameter_errors_are_40000(
     server: FakeJoggServer, session: requests.Session, body: dict[str, Any], expected: str
 ) -> None:
-    payload = session.post(server.url + "/v2/upload/asset", json=body, timeout=5).json()
+    payload = session.post(server.url + UPLOAD_PATH, json=body, timeout=5).json()
     assert payload["code"] == 40000
     assert payload["data"] is None
     assert expected in payload["msg"]
