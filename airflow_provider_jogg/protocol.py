@@ -17,12 +17,20 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg.api_paths import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
 
-CREATE_PATH = "/v2/create_lip_sync_video"
-STATUS_PATH = "/v2/lip_sync_video/{task_id}"
-WHOAMI_PATH = "/v2/user/whoami"
-QUOTA_PATH = "/v2/user/remaining_quota"
-UPLOAD_PATH = "/v2/upload/asset"
+__all__ = [
+    "CREATE_PATH",
+    "QUOTA_PATH",
+    "STATUS_PATH",
+    "UPLOAD_PATH",
+    "WHOAMI_PATH",
+    "body_snippet",
+    "parse_envelope",
+    "parse_retry_after",
+    "quote",
+    "redirect_refused",
+]
 
 
 #: characters of an unusable body quoted in error messages

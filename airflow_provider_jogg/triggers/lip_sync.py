@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_jogg.connection import JoggConnectionConfig
-    from airflow_provider_jogg.triggers.polling import Note
+    from airflow_provider_jogg.triggers.waits import Note
 
 #: seconds a connection reported "not found" is looked up again before the wait ends with an error:
 #: on Airflow 3.1+ an API server that cannot be reached, or a secrets backend that fails, also
@@ -209,7 +209,7 @@ class LipSyncTrigger(BaseTrigger):
 
     def _on_note(self, note: Note, started: float) -> dict[str, Any] | None:
         """Log what the scheduler says (in this trigger's own log); the event once the wait ends."""
-        from airflow_provider_jogg.triggers.polling import NoteKind
+        from airflow_provider_jogg.triggers.waits import NoteKind
 
         task_id = self.jogg_task_id
         if note.kind is NoteKind.RETRYING:

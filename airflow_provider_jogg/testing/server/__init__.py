@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_jogg.protocol import CREATE_PATH
+from airflow_provider_jogg.api_paths import CREATE_PATH
 from airflow_provider_jogg.testing import media as _media
 from airflow_provider_jogg.testing.loopback import check_loopback
 from airflow_provider_jogg.testing.server import results

@@ -12,7 +12,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_jogg.protocol import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
+from airflow_provider_jogg.api_paths import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing.server import results
 from airflow_provider_jogg.testing.server.responses import (
     NOT_FOUND,

@@ -15,7 +15,8 @@ from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import Fault
 from airflow_provider_jogg.triggers import polling
 from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
-from airflow_provider_jogg.triggers.polling import FIRST_POLL_SPREAD, POLL_JITTER, NoteKind, PollScheduler
+from airflow_provider_jogg.triggers.polling import FIRST_POLL_SPREAD, POLL_JITTER, PollScheduler
+from airflow_provider_jogg.triggers.waits import NoteKind, Wait
 
 STATUS = STATUS_PATH.format(task_id="")
 #: an interval no test waits out: polls happen only when a test sends them
@@ -109,7 +110,7 @@ async def test_lanes_do_not_carry_the_registering_triggers_context(jogg_conn):
 
     scheduler.client.fetch_status = observed  # type: ignore[method-assign]
 
-    async def register() -> polling.Wait:
+    async def register() -> Wait:
         marker.set("trigger-1")
         return await scheduler.register(task_id, 0.05, None)
 
