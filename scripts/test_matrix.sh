@@ -23,6 +23,12 @@ MATRIX_DIR="${MATRIX_DIR:-${TMPDIR:-/tmp}}"
 LOG_DIR="${MATRIX_LOG_DIR:-$MATRIX_DIR/matrix-logs-$ROOT_KEY}"
 # tests that need a real deployment or a browser: by folder and by marker
 NEEDS_DEPLOYMENT_GLOBS=("tests/e2e*" "tests/ui*" "tests/deployment*")
+# tests whose code under test never touches Airflow: the fake server, the fault proxy and the test
+# harness (no Airflow import), and the pure rules of retry, validation and connection settings.
+# They run once, in `make test`; the exception classes they raise derive from Airflow's per line,
+# which tests/unit/test_protocol.py checks on every line
+AIRFLOW_FREE_GLOBS=("tests/unit/testing" "tests/harness" "tests/unit/test_retry.py"
+    "tests/unit/test_validation.py" "tests/unit/test_connection.py" "tests/unit/test_results.py")
 NEEDS_DEPLOYMENT_MARKERS="not e2e and not ui"
 # word-split on purpose: extra pytest arguments
 read -r -a EXTRA_PYTEST <<<"${PYTEST_ARGS:-}"
@@ -56,9 +62,9 @@ pins_for() {
 }
 
 IGNORES=()
-for glob in "${NEEDS_DEPLOYMENT_GLOBS[@]}"; do
+for glob in "${NEEDS_DEPLOYMENT_GLOBS[@]}" "${AIRFLOW_FREE_GLOBS[@]}"; do
     for dir in $glob; do
-        [[ -d "$dir" ]] && IGNORES+=("--ignore=$dir")
+        [[ -e "$dir" ]] && IGNORES+=("--ignore=$dir")
     done
 done
 
