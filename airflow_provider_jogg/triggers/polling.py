@@ -35,7 +35,7 @@ from airflow_provider_jogg.hooks.async_client import SESSION_CONNECTION_LIMIT, A
 from airflow_provider_jogg.registries import forget_poll_scheduler, poll_scheduler
 from airflow_provider_jogg.results import parse_lip_sync_result
 from airflow_provider_jogg.retry import is_retryable, poll_retry_delay
-from airflow_provider_jogg.triggers.waits import Note, NoteKind, Wait
+from airflow_provider_jogg.triggers.waits import Inbox, Note, NoteKind, Wait
 
 if TYPE_CHECKING:
     from airflow_provider_jogg.connection import JoggConnectionConfig
@@ -86,7 +86,12 @@ class PollScheduler:
         return poll_scheduler(config, lambda: cls(config))
 
     async def register(
-        self, task_id: str, interval: float, end_time: float | None, not_before: float | None = None
+        self,
+        task_id: str,
+        interval: float,
+        end_time: float | None,
+        not_before: float | None = None,
+        inbox: Inbox | None = None,
     ) -> Wait:
         """
         Start polling a task: first after ``interval`` x U(1 - spread, 1 + spread) seconds, and not
@@ -100,7 +105,7 @@ class PollScheduler:
         self._waits += 1
         now = self._loop.time()
         deadline = None if end_time is None else now + (end_time - time.time())
-        wait = Wait(task_id, interval, end_time, deadline)
+        wait = Wait(task_id, interval, end_time, deadline, inbox)
         if interval / 10 < self.tick:
             self.tick = max(interval / 10, 0.001)
         first = interval * random.uniform(1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD)

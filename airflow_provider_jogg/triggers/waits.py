@@ -81,6 +81,7 @@ class Wait:
         "expiry",
         "failures",
         "future",
+        "inbox",
         "interval",
         "last_error",
         "notes",
@@ -88,8 +89,16 @@ class Wait:
         "task_id",
     )
 
-    def __init__(self, task_id: str, interval: float, end_time: float | None, deadline: float | None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        interval: float,
+        end_time: float | None,
+        deadline: float | None,
+        inbox: Inbox | None = None,
+    ) -> None:
         self.task_id = task_id
+        self.inbox = inbox  # where the notes go when many waits share one trigger
         self.interval = interval
         self.end_time = end_time  # wall clock, for the timeout event
         self.deadline = deadline  # the same instant on the loop clock
@@ -125,7 +134,40 @@ class Wait:
         self.tell(note)
 
     def tell(self, note: Note) -> None:
+        if self.inbox is not None:
+            self.inbox.put(self, note)
+            return
         self.notes.append(note)
         future = self.future
         if future is not None and not future.done():
             future.set_result(None)
+
+
+class Inbox:
+    """
+    Where the notes of many waits go: the one trigger of a batch sleeps on one future for all of its
+    clips, instead of one per wait.
+    """
+
+    __slots__ = ("future", "notes")
+
+    def __init__(self) -> None:
+        self.notes: list[tuple[Wait, Note]] = []
+        self.future: asyncio.Future[None] | None = None
+
+    def put(self, wait: Wait, note: Note) -> None:
+        self.notes.append((wait, note))
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def next_notes(self) -> list[tuple[Wait, Note]]:
+        """Wait until some wait has something to say; returns every note so far, in order."""
+        while not self.notes:
+            self.future = asyncio.get_running_loop().create_future()
+            try:
+                await self.future
+            finally:
+                self.future = None
+        notes, self.notes = self.notes, []
+        return notes
