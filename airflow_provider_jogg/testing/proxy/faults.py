@@ -1,15 +1,11 @@
 """What a :class:`~airflow_provider_jogg.testing.proxy.FaultProxy` can do to the network: the kinds of
-fault and the steps of its schedule."""
+fault and the steps a schedule is made of."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import asyncio
-
-__all__ = ["PROXY_FAULT_KINDS", "ProxyFault", "Step"]
+__all__ = ["PROXY_FAULT_KINDS", "ProxyFault"]
 
 
 #: Every kind of :class:`ProxyFault`.
@@ -57,15 +53,3 @@ class ProxyFault:
             isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or self.seconds <= 0
         ):
             raise ValueError(f"ProxyFault.seconds must be None or a number > 0, got {self.seconds!r}")
-
-
-class Step:
-    """A schedule step while it is queued or running: what is left of it."""
-
-    __slots__ = ("active", "fault", "remaining", "timer")
-
-    def __init__(self, fault: ProxyFault) -> None:
-        self.fault = fault
-        self.remaining = fault.times
-        self.active = True
-        self.timer: asyncio.TimerHandle | None = None

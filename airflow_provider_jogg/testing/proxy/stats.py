@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-    from airflow_provider_jogg.testing.proxy.faults import Step
-
-__all__ = ["Conn", "ProxyConnection", "ProxyStats"]
+__all__ = ["Conn", "Ledger", "ProxyConnection", "ProxyStats"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ProxyStats:
 
 
 class Conn:
-    """The proxy's state of one relayed connection (only touched in the proxy's loop)."""
+    """The record of one relayed connection while it is open (only touched in the proxy's loop)."""
 
     __slots__ = (
         "bytes_down",
@@ -66,11 +66,7 @@ class Conn:
         "fault",
         "id",
         "opened_at",
-        "passing",
-        "released",
         "requests",
-        "response_bytes",
-        "step",
         "task",
     )
 
@@ -82,11 +78,8 @@ class Conn:
         self.requests = 0
         self.bytes_up = 0
         self.bytes_down = 0
-        self.response_bytes = 0
         self.fault: str | None = None
-        self.step: Step | None = None
-        self.passing = False
-        self.released: asyncio.Event | None = None
+        #: The task relaying the connection: cancelled to drop it.
         self.task: asyncio.Task[Any] | None = None
 
     def snapshot(self) -> ProxyConnection:
@@ -100,3 +93,58 @@ class Conn:
             bytes_down=self.bytes_down,
             fault=self.fault,
         )
+
+
+class Ledger:
+    """The totals and the connections of one proxy: written in its loop, read from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = ProxyStats()
+        self._open: dict[int, Conn] = {}
+        self._closed: list[ProxyConnection] = []
+        self._next_id = 0
+
+    def record_open(self, client_port: int) -> Conn:
+        """Record a connection just accepted."""
+        with self._lock:
+            self._next_id += 1
+            conn = Conn(self._next_id, client_port)
+            self._open[conn.id] = conn
+            self._stats = dataclasses.replace(self._stats, connections=self._stats.connections + 1)
+        return conn
+
+    def record_close(self, conn: Conn) -> None:
+        """Record that a connection closed."""
+        conn.closed_at = time.time()
+        with self._lock:
+            self._open.pop(conn.id, None)
+            self._closed.append(conn.snapshot())
+
+    def open_conns(self) -> list[Conn]:
+        """The connections open now."""
+        with self._lock:
+            return list(self._open.values())
+
+    def count(self, **increments: int) -> None:
+        """Add to the totals (:class:`ProxyStats` field names)."""
+        with self._lock:
+            self._stats = dataclasses.replace(
+                self._stats, **{name: getattr(self._stats, name) + n for name, n in increments.items()}
+            )
+
+    def totals(self) -> ProxyStats:
+        """The totals (a snapshot)."""
+        with self._lock:
+            return dataclasses.replace(self._stats, open=len(self._open))
+
+    def connections(self) -> list[ProxyConnection]:
+        """Every connection since the start (or :meth:`reset`), closed ones first (snapshots)."""
+        with self._lock:
+            return [*self._closed, *(conn.snapshot() for conn in self._open.values())]
+
+    def reset(self) -> None:
+        """Zero the totals and forget closed connections."""
+        with self._lock:
+            self._stats = ProxyStats()
+            self._closed.clear()
