@@ -221,6 +221,26 @@ class JoggWaitTimeoutError(JoggError):
     """
 
 
+class JoggBatchFailedError(JoggError):
+    """
+    More clips of a ``LipSyncBatchOperator`` batch did not succeed than ``max_failed`` /
+    ``max_failed_ratio`` allow. Raised after the result manifest was written.
+
+    Retryable on purpose: a retry waits for the clips still running, re-creates the clips whose Jogg
+    task failed (never an ``uncertain`` one) and saves only what is not saved yet.
+
+    :param message: what failed and where the manifest is
+    :param summary: the batch's summary (counts, totals, the manifest's location)
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.summary))
+
+
 class JoggEventError(JoggFatalError):
     """A trigger event that does not have the documented shape (never treated as success)."""
 
@@ -228,6 +248,7 @@ class JoggEventError(JoggFatalError):
 __all__ = [
     "JoggAPIError",
     "JoggAuthError",
+    "JoggBatchFailedError",
     "JoggConfigError",
     "JoggConnectionError",
     "JoggCreateUncertainError",
