@@ -208,9 +208,11 @@ class Ledger:
             self._dirty.add(self._page_of[clip])
             return record
 
-    def flush(self) -> None:
+    def flush(self, *, all_pages: bool = False) -> None:
+        """Write the pages that changed (``all_pages``: every page, as the triggerer reads them all)."""
         with self._lock:
-            dirty, self._dirty = sorted(self._dirty), set()
+            dirty = range(self.page_count) if all_pages else sorted(self._dirty)
+            self._dirty = set()
             contents = {page: self._content(page) for page in dirty}
         failure: BaseException | None = None
         for store in self.stores:

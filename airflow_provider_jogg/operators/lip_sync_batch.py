@@ -107,7 +107,10 @@ class LipSyncBatchOperator(BaseOperator):
             raise exc.JoggConfigError(f"max_failed_ratio must be between 0 and 1, got {max_failed_ratio!r}.")
         if max_credits is not None and not (isinstance(max_credits, (int, float)) and max_credits >= 0):
             raise exc.JoggConfigError(f"max_credits must be a number >= 0, got {max_credits!r}.")
-        for name, value in (("create_concurrency", create_concurrency), ("download_concurrency", download_concurrency)):
+        for name, value in (
+            ("create_concurrency", create_concurrency),
+            ("download_concurrency", download_concurrency),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise exc.JoggConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
         self.max_failed = max_failed
@@ -139,14 +142,21 @@ class LipSyncBatchOperator(BaseOperator):
         ledger = self._ledger(context, rows)
         loaded = ledger.load()
         if loaded:
-            self.log.info("Batch ledger %s: %d of %d clips have a record of an earlier try", self._ledger_folder(), loaded, len(rows))
+            self.log.info(
+                "Batch ledger %s: %d of %d clips have a record of an earlier try",
+                self._ledger_folder(),
+                loaded,
+                len(rows),
+            )
         self._carry_over(ledger)
         work = [(r.clip, inputs[r.clip]) for r in rows if ledger.records[r.clip].state == states.NEW]
         if work:
             self._check_budget([r for r in rows if ledger.records[r.clip].state == states.NEW])
             self.log.info("Creating %d Jogg tasks (%d at a time)", len(work), self.create_concurrency)
             config = self.hook.config  # resolved once, before the threads share the hook
-            self.log.info("Jogg account: %s, at most %g requests/s", config.base_url, config.max_requests_per_second)
+            self.log.info(
+                "Jogg account: %s, at most %g requests/s", config.base_url, config.max_requests_per_second
+            )
             phase = CreatePhase(
                 upload=self.hook.upload_media,
                 create=lambda video, audio, playback: self.hook.create_lip_sync_video(video, audio, playback),
@@ -154,12 +164,16 @@ class LipSyncBatchOperator(BaseOperator):
                 concurrency=self.create_concurrency,
             )
             step = max(len(work) // 10, 1)
-            phase.run(work, progress=lambda n: n % step < self.create_concurrency and self._log_counts(ledger, "created"))
+            phase.run(
+                work,
+                progress=lambda n: n % step < self.create_concurrency and self._log_counts(ledger, "created"),
+            )
         ledger.flush()
         if not any(ledger.in_state(*states.WAITING)):
             return self._finish(context, ledger, targets, timed_out=False)
         if not self.deferrable:
             return self._wait_in_worker(context, ledger, targets)
+        ledger.flush(all_pages=True)  # the triggerer reads every page, and knows no clip list
         self._defer(ledger)
         return None  # pragma: no cover - defer raises
 
@@ -207,7 +221,9 @@ class LipSyncBatchOperator(BaseOperator):
             try:
                 checked: dict[str, Any] = {"playback_type": row.playback_type}
                 for role, value in (("video_url", row.video), ("audio_url", row.audio)):
-                    checked[role] = validate_media_url(value, role) if is_http_url(value) else inspect_file(value, role)
+                    checked[role] = (
+                        validate_media_url(value, role) if is_http_url(value) else inspect_file(value, role)
+                    )
             except exc.JoggConfigError as error:
                 where = f"line {row.line} (clip {row.clip!r})" if row.line else f"clip {row.clip!r}"
                 return row.clip, f"{where}: {error}"
@@ -218,8 +234,14 @@ class LipSyncBatchOperator(BaseOperator):
         problems = [value for _clip, value in results if isinstance(value, str)]
         if problems:
             shown = "\n".join(problems[:MAX_ERRORS_SHOWN])
-            more = f"\n... and {len(problems) - MAX_ERRORS_SHOWN} more" if len(problems) > MAX_ERRORS_SHOWN else ""
-            raise exc.JoggConfigError(f"{len(problems)} clips of the batch have unusable inputs:\n{shown}{more}")
+            more = (
+                f"\n... and {len(problems) - MAX_ERRORS_SHOWN} more"
+                if len(problems) > MAX_ERRORS_SHOWN
+                else ""
+            )
+            raise exc.JoggConfigError(
+                f"{len(problems)} clips of the batch have unusable inputs:\n{shown}{more}"
+            )
         return {clip: value for clip, value in results if isinstance(value, dict)}
 
     # --- the ledger ------------------------------------------------------------------------------------
@@ -245,12 +267,20 @@ class LipSyncBatchOperator(BaseOperator):
         from airflow_provider_jogg.batch import ledger as states
 
         for record in list(ledger.in_state(states.SENDING)):
-            ledger.update(record.clip, state=states.UNCERTAIN, error="an earlier try was lost while creating it: a Jogg task may exist (not sent again)")
+            ledger.update(
+                record.clip,
+                state=states.UNCERTAIN,
+                error="an earlier try was lost while creating it: a Jogg task may exist (not sent again)",
+            )
         again = list(ledger.in_state(states.FAILED, states.SKIPPED))
         for record in again:
-            ledger.update(record.clip, state=states.NEW, task_id=None, status=None, error=None, result_url=None)
+            ledger.update(
+                record.clip, state=states.NEW, task_id=None, status=None, error=None, result_url=None
+            )
         if again:
-            self.log.info("%d clips failed or were not created in an earlier try: creating them again", len(again))
+            self.log.info(
+                "%d clips failed or were not created in an earlier try: creating them again", len(again)
+            )
 
     # --- budget ----------------------------------------------------------------------------------------
     def _check_budget(self, rows: list[ClipRow]) -> None:
@@ -301,7 +331,9 @@ class LipSyncBatchOperator(BaseOperator):
                 try:
                     result = self.hook.get_lip_sync_video(record.task_id or "")
                 except exc.JoggTransientError as error:
-                    self.log.warning("Clip %r: status poll failed after retries; waiting on: %s", record.clip, error)
+                    self.log.warning(
+                        "Clip %r: status poll failed after retries; waiting on: %s", record.clip, error
+                    )
                     continue
                 except exc.JoggFatalAPIError as error:
                     ledger.update(record.clip, state=states.FAILED, status="error", error=str(error))
@@ -325,7 +357,9 @@ class LipSyncBatchOperator(BaseOperator):
             time.sleep(self.poke_interval)
 
     # --- finishing -------------------------------------------------------------------------------------
-    def _finish(self, context: Context, ledger: Ledger, targets: dict[str, Any], *, timed_out: bool) -> dict[str, Any]:
+    def _finish(
+        self, context: Context, ledger: Ledger, targets: dict[str, Any], *, timed_out: bool
+    ) -> dict[str, Any]:
         from airflow_provider_jogg.batch import report
         from airflow_provider_jogg.batch.saving import save_results
         from airflow_provider_jogg.media_inputs import to_path
@@ -370,5 +404,7 @@ class LipSyncBatchOperator(BaseOperator):
 
     def _log_counts(self, ledger: Ledger, phase: str) -> bool:
         counts = ledger.counts()
-        self.log.info("Jogg batch (%s): %s", phase, ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        self.log.info(
+            "Jogg batch (%s): %s", phase, ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        )
         return True

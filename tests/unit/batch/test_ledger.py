@@ -1,0 +1,137 @@
+"""airflow_provider_jogg.batch.ledger: per-clip records in pages, merged across stores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_jogg.batch import ledger as states
+from airflow_provider_jogg.batch.ledger import (
+    PAGE_SIZE,
+    FilePages,
+    Ledger,
+    StatePages,
+    open_file_pages,
+    read_pages,
+)
+
+
+class DictStore:
+    """A task-state-store stand-in with the same get/set surface (the real one needs a running task)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.sets = 0
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.sets += 1
+        self.values[key] = json.loads(json.dumps(value))
+
+
+def clips(n: int) -> list[str]:
+    return [f"clip-{i:05d}" for i in range(n)]
+
+
+def test_a_change_rewrites_only_its_page(tmp_path):
+    ledger = Ledger(clips(PAGE_SIZE * 3), [FilePages(tmp_path)], "fp")
+    ledger.update("clip-00260", state=states.CREATED, task_id="t-260")
+    ledger.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page-00001.json"]
+    page = json.loads((tmp_path / "page-00001.json").read_text())
+    assert page["fingerprint"] == "fp"
+    assert page["clips"]["clip-00260"] == {"clip": "clip-00260", "state": "created", "task_id": "t-260"}
+    assert len(page["clips"]) == PAGE_SIZE
+
+
+def test_a_new_ledger_reads_back_what_was_flushed(tmp_path):
+    first = Ledger(clips(10), [FilePages(tmp_path)], "fp")
+    first.update(
+        "clip-00003", state=states.SENDING, inputs={"video_url": "https://v", "audio_url": "https://a"}
+    )
+    first.flush()
+    second = Ledger(clips(10), [FilePages(tmp_path)], "fp")
+    assert second.load() == 1
+    record = second.records["clip-00003"]
+    assert (record.state, record.inputs["video_url"]) == (states.SENDING, "https://v")
+
+
+def test_pages_of_another_batch_are_ignored(tmp_path):
+    old = Ledger(clips(3), [FilePages(tmp_path)], "old")
+    old.update("clip-00000", state=states.CREATED, task_id="t")
+    old.flush()
+    new = Ledger(clips(3), [FilePages(tmp_path)], "new")
+    assert new.load() == 0
+    assert new.records["clip-00000"].state == states.NEW
+
+
+def test_the_most_advanced_record_wins_across_stores(tmp_path):
+    state, files = StatePages(DictStore()), FilePages(tmp_path)
+    # the task state store has the create (the worker wrote it), the folder has the result (the triggerer)
+    worker = Ledger(clips(2), [state, files], "fp")
+    worker.update("clip-00000", state=states.CREATED, task_id="t0")
+    worker.update("clip-00001", state=states.CREATED, task_id="t1")
+    worker.flush()
+    triggerer = read_pages(open_file_pages(tmp_path), "fp")
+    triggerer.update("clip-00000", state=states.SUCCEEDED, result_url="https://r/0.mp4")
+    triggerer.flush()
+    merged = Ledger(clips(2), [state, files], "fp")
+    merged.load()
+    assert merged.records["clip-00000"].state == states.SUCCEEDED
+    assert merged.records["clip-00000"].result_url == "https://r/0.mp4"
+    assert merged.records["clip-00001"].state == states.CREATED
+
+
+def test_a_record_only_the_state_store_kept_is_not_lost(tmp_path):
+    state = StatePages(DictStore())
+    worker = Ledger(clips(2), [state], "fp")
+    worker.update("clip-00001", state=states.SENDING)
+    worker.flush()
+    resumed = Ledger(clips(2), [state, FilePages(tmp_path)], "fp")
+    resumed.load()
+    assert resumed.records["clip-00001"].state == states.SENDING
+
+
+def test_a_failing_store_is_raised_after_the_others_were_written(tmp_path):
+    class Broken:
+        def load(self, page):
+            return None
+
+        def save(self, page, content):
+            raise OSError("disk full")
+
+        def describe(self):
+            return "broken"
+
+    ledger = Ledger(clips(2), [Broken(), FilePages(tmp_path)], "fp")
+    ledger.update("clip-00000", state=states.SENDING)
+    with pytest.raises(OSError, match="disk full"):
+        ledger.flush()
+    assert (tmp_path / "page-00000.json").exists()
+
+
+def test_the_triggerers_view_needs_no_clip_list(tmp_path):
+    ledger = Ledger(clips(PAGE_SIZE + 5), [FilePages(tmp_path)], "fp")
+    for clip in ("clip-00000", f"clip-{PAGE_SIZE + 4:05d}"):
+        ledger.update(clip, state=states.CREATED, task_id=f"t-{clip}")
+    ledger.flush(all_pages=True)  # as the operator does before it defers
+    view = read_pages(open_file_pages(str(tmp_path)), "fp")
+    assert list(view.records) == clips(PAGE_SIZE + 5)
+    assert [r.clip for r in view.in_state(states.CREATED)] == ["clip-00000", f"clip-{PAGE_SIZE + 4:05d}"]
+
+
+def test_no_pages_is_an_error_for_the_triggerer(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no ledger pages"):
+        read_pages(open_file_pages(tmp_path), "fp")
+
+
+def test_the_state_store_pages_are_kept_under_their_own_keys():
+    raw = DictStore()
+    ledger = Ledger(clips(PAGE_SIZE + 1), [StatePages(raw)], "fp")
+    ledger.update(f"clip-{PAGE_SIZE:05d}", state=states.CREATED, task_id="t")
+    ledger.flush()
+    assert list(raw.values) == ["jogg_batch_page_1"]
+    assert raw.values["jogg_batch_page_1"]["clips"][f"clip-{PAGE_SIZE:05d}"]["task_id"] == "t"

@@ -1,0 +1,218 @@
+"""LipSyncBatchOperator through dag.test() against the fake Jogg server: every option of the batch."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import itertools
+import json
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_provider_jogg import exceptions as exc
+from airflow_provider_jogg.batch import creating
+from airflow_provider_jogg.operators.lip_sync_batch import LipSyncBatchOperator
+from airflow_provider_jogg.testing.dagrun import run_dag, task_states, xcom_value
+from airflow_provider_jogg.triggers.lip_sync_batch import LipSyncBatchTrigger
+
+pytestmark = [pytest.mark.dagtest, pytest.mark.usefixtures("airflow_db")]
+
+_ids = itertools.count()
+
+
+def rows(n: int, *, fail: tuple[int, ...] = ()) -> list[dict[str, str]]:
+    """n clips with distinct http inputs; the ones in ``fail`` make the fake's Jogg task fail."""
+    return [
+        {
+            "clip": f"clip-{i:03d}",
+            "video": f"https://media.example/{'fail-' if i in fail else ''}video-{i}.mp4",
+            "audio": f"https://media.example/voice-{i}.mp3",
+        }
+        for i in range(n)
+    ]
+
+
+def batch_dag(op_class: type[LipSyncBatchOperator] = LipSyncBatchOperator, retries: int = 0, **kwargs) -> DAG:
+    kwargs.setdefault("poke_interval", 0.1)
+    kwargs.setdefault("progress_interval", 0.5)
+    kwargs.setdefault("check_quota", False)
+    with DAG(
+        dag_id=f"jogg_batch_{next(_ids)}",
+        schedule=None,
+        start_date=datetime.datetime(2026, 1, 1),
+        default_args={"retries": retries, "retry_delay": datetime.timedelta(seconds=0)},
+    ) as dag:
+        op_class(task_id="batch", **kwargs)
+    return dag
+
+
+def read_manifest(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_every_clip_gets_one_task_and_its_own_result(jogg_conn, tmp_path, deferrable):
+    given = rows(30)
+    manifest = tmp_path / "out" / "manifest.csv"
+    dag_run = run_dag(
+        batch_dag(
+            clips=given,
+            manifest_path=str(manifest),
+            output_dir=str(tmp_path / "results"),
+            deferrable=deferrable,
+        )
+    )
+    assert task_states(dag_run)["batch"] == "success"
+    assert jogg_conn.create_count == 30
+    summary = xcom_value(dag_run, "batch")
+    assert summary["clips"] == summary["succeeded"] == 30
+    assert summary["failed"] == 0
+    assert summary["manifest"] == str(manifest)
+    assert summary["duration_seconds"] == pytest.approx(30 * 12.5)
+    assert len(json.dumps(summary)) < 1000  # a summary, never the rows
+    written = read_manifest(manifest)
+    assert [r["clip"] for r in written] == [r["clip"] for r in given]
+    tasks = jogg_conn.tasks
+    for row, out in zip(given, written, strict=True):
+        task = tasks[out["jogg_task_id"]]
+        # the Jogg task of this row was created from this row's own inputs
+        assert (task["video_url"], task["audio_url"]) == (row["video"], row["audio"])
+        assert out["status"] == "succeeded"
+        assert out["output_path"] == str(tmp_path / "results" / f"{row['clip']}.mp4")
+        assert (tmp_path / "results" / f"{row['clip']}.mp4").stat().st_size > 0
+
+
+def test_bad_rows_fail_before_any_request(jogg_conn, tmp_path):
+    given = rows(5)
+    given[3]["audio"] = "ftp://nowhere/voice.mp3"
+    given[4]["video"] = str(tmp_path / "missing.mp4")
+    dag_run = run_dag(batch_dag(clips=given, manifest_path=str(tmp_path / "m.csv")))
+    assert task_states(dag_run)["batch"] == "failed"
+    assert jogg_conn.requests == []
+
+
+def test_bad_rows_name_their_line(jogg_conn, tmp_path):
+    given = rows(5)
+    given[4]["video"] = str(tmp_path / "missing.mp4")
+    op = LipSyncBatchOperator(
+        task_id="b", clips=given, manifest_path=str(tmp_path / "m.csv"), check_quota=False
+    )
+    with pytest.raises(exc.JoggConfigError, match=r"1 clips of the batch.*clip 'clip-004'.*missing\.mp4"):
+        op._checked_inputs(op._rows())
+    assert jogg_conn.requests == []
+
+
+def test_failed_clips_fail_the_task_after_the_manifest_is_written(jogg_conn, tmp_path):
+    manifest = tmp_path / "manifest.jsonl"
+    dag_run = run_dag(batch_dag(clips=rows(10, fail=(2, 7)), manifest_path=str(manifest)))
+    assert task_states(dag_run)["batch"] == "failed"
+    written = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [r["status"] for r in written].count("succeeded") == 8
+    failed = [r for r in written if r["status"] == "failed"]
+    assert [r["clip"] for r in failed] == ["clip-002", "clip-007"]
+    assert all(r["error"] and r["jogg_task_id"] for r in failed)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "state"),
+    [({"max_failed": 2}, "success"), ({"max_failed": 1}, "failed"), ({"max_failed_ratio": 0.2}, "success")],
+)
+def test_max_failed_lets_a_batch_succeed_with_some_failures(jogg_conn, tmp_path, kwargs, state):
+    dag_run = run_dag(batch_dag(clips=rows(10, fail=(2, 7)), manifest_path=str(tmp_path / "m.csv"), **kwargs))
+    assert task_states(dag_run)["batch"] == state
+
+
+class _LostWorker(BaseException):
+    """Stands in for a worker killed mid-create: nothing in the operator catches it."""
+
+
+def test_a_worker_lost_mid_create_never_sends_a_create_twice(jogg_conn, tmp_path, monkeypatch):
+    real = creating.CreatePhase._create_one
+    calls = itertools.count()
+
+    def dying(self, item):
+        if next(calls) == 13:  # the 14th create: sent, answered, then the worker is gone
+            real(self, item)
+            self.ledger.update(item[0], state="sending")  # the answer never reached the ledger
+            self.ledger.flush()
+            raise _LostWorker
+        return real(self, item)
+
+    monkeypatch.setattr(creating.CreatePhase, "_create_one", dying)
+    manifest = tmp_path / "manifest.csv"
+    dag_run = run_dag(
+        batch_dag(clips=rows(40), manifest_path=str(manifest), retries=1, max_failed=1, create_concurrency=4)
+    )
+    assert task_states(dag_run)["batch"] == "success"
+    assert jogg_conn.create_count == 40  # one create per clip, the lost one included, none twice
+    written = read_manifest(manifest)
+    uncertain = [r for r in written if r["status"] == "uncertain"]
+    assert [r["clip"] for r in uncertain] == ["clip-013"]
+    assert "not sent again" in uncertain[0]["error"]
+    assert sum(r["status"] == "succeeded" for r in written) == 39
+
+
+class _FailFirstTry(LipSyncBatchOperator):
+    """On its first try, the Jogg task of clip-003 fails (Jogg's side); later tries go through."""
+
+    def execute(self, context):
+        if context["ti"].try_number == 1:
+            real = self.hook.create_lip_sync_video
+            server = _SERVER[0]
+
+            def create(video, audio, playback="normal"):
+                task_id = real(video, audio, playback)
+                if video.endswith("video-3.mp4"):
+                    server.set_task(task_id, "failed", "the GPU caught fire")
+                return task_id
+
+            self.hook.create_lip_sync_video = create  # type: ignore[method-assign]
+        return super().execute(context)
+
+
+_SERVER: list = []
+
+
+def test_a_retry_recreates_only_the_clip_whose_jogg_task_failed(jogg_conn, tmp_path):
+    _SERVER[:] = [jogg_conn]
+    manifest = tmp_path / "manifest.csv"
+    dag_run = run_dag(batch_dag(_FailFirstTry, clips=rows(12), manifest_path=str(manifest), retries=1))
+    assert task_states(dag_run)["batch"] == "success"
+    assert jogg_conn.create_count == 13  # twelve clips, one of them created again
+    written = read_manifest(manifest)
+    assert {r["status"] for r in written} == {"succeeded"}
+    again = [t for t in jogg_conn.tasks.values() if t["video_url"].endswith("video-3.mp4")]
+    assert len(again) == 2
+
+
+def test_a_retry_saves_only_what_is_not_saved(jogg_conn, tmp_path):
+    manifest, results = tmp_path / "m.csv", tmp_path / "results"
+    dag = batch_dag(clips=rows(6), manifest_path=str(manifest), output_dir=str(results))
+    run_dag(dag)
+    downloads = jogg_conn.count("GET", "/files/")
+    assert downloads == 6
+    run_dag(batch_dag(clips=rows(6), manifest_path=str(manifest), output_dir=str(results)))
+    assert jogg_conn.create_count == 6  # the same batch again: the ledger says everything is done
+    assert jogg_conn.count("GET", "/files/") == downloads
+
+
+def test_the_trigger_row_stays_small_whatever_the_batch_size():
+    trigger = LipSyncBatchTrigger(
+        ledger_location="s3://bucket/2026-12-02/manifest.csv.ledger",
+        fingerprint="f" * 16,
+        end_time=1e9,
+        not_before=1e9,
+    )
+    _path, kwargs = trigger.serialize()
+    assert len(json.dumps(kwargs)) < 400  # no clip is in it: the trigger reads the ledger
+
+
+def test_bad_settings_are_dag_parse_errors():
+    with pytest.raises(exc.JoggConfigError, match="max_failed"):
+        LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", max_failed=-1)
+    with pytest.raises(exc.JoggConfigError, match="max_failed_ratio"):
+        LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", max_failed_ratio=2)
+    with pytest.raises(exc.JoggConfigError, match="create_concurrency"):
+        LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", create_concurrency=0)
