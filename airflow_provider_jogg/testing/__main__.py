@@ -60,6 +60,17 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """Parse an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def _positive(text: str) -> float:
     """Parse a number > 0."""
     value = _non_negative(text)
@@ -108,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never build result media with ffmpeg; serve the shipped sample files",
     )
+    parser.add_argument(
+        "--max-recorded-requests",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="keep at most the N newest requests in detail (0: none); counts stay exact "
+        "(GET /_fake/counts). Default: keep every request",
+    )
+    parser.add_argument(
+        "--tag-results",
+        action="store_true",
+        help="end each result.mp4 with a box naming its task and clip (testing.media.result_tag)",
+    )
     parser.add_argument("--remaining-quota", type=float, default=1000.0, help="reported remaining credits")
     return parser
 
@@ -130,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ffmpeg=False if args.no_ffmpeg else None,
             processing_seconds_by_url=dict(args.processing_seconds_for),
             clock_from_first_status=args.clock_from_first_status,
+            max_recorded_requests=args.max_recorded_requests,
+            tag_results=args.tag_results,
         )
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))

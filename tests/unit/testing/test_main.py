@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from airflow_provider_jogg.protocol import WHOAMI_PATH
+from airflow_provider_jogg.testing import media
 from tests.unit.testing.server.support import AUDIO, CREATE, KEY, REPO_ROOT, VIDEO
 
 
@@ -124,6 +125,53 @@ def test_cli_refuses_non_loopback_host() -> None:
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 2
         assert "loopback" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_cli_bounded_request_log_and_tagged_results() -> None:
+    proc = _cli(
+        "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0", "--no-ffmpeg",
+        "--max-recorded-requests", "1", "--tag-results",
+    )  # fmt: skip
+    try:
+        url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
+        headers = {"x-api-key": "cli-key"}
+        body = {"video_url": VIDEO, "audio_url": AUDIO}
+        task_id = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()["data"]["task_id"]
+        answer = requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()
+        result = requests.get(answer["data"]["data"]["result_url"], timeout=5).content
+        assert media.result_tag(result) == {
+            "task_id": task_id,
+            "video_url": VIDEO,
+            "audio_url": AUDIO,
+            "playback_type": "normal",
+        }
+        assert [r["path"] for r in requests.get(url + "/_fake/requests", timeout=5).json()] == [
+            f"/v2/lip_sync_video/{task_id}"
+        ]
+        counts = requests.get(url + "/_fake/counts", timeout=5).json()
+        assert (counts["requests"], counts["dropped"], counts["creates"]) == (2, 1, 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "ten", "2.5"])
+def test_cli_rejects_bad_max_recorded_requests(value: str) -> None:
+    proc = _cli("--max-recorded-requests", value)
+    try:
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2
+        assert "argument --max-recorded-requests:" in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
