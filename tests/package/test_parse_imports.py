@@ -37,6 +37,8 @@ DAG_IMPORTS = (
     "airflow_provider_jogg",
     "airflow_provider_jogg.operators.lip_sync",
     "airflow_provider_jogg.sensors.lip_sync",
+    # the batch operator's pieces, imported with it at parse time
+    "airflow_provider_jogg.batch",
 )
 TRIGGER_MODULE = "airflow_provider_jogg.triggers.lip_sync"
 #: the provider's modules that bring the HTTP clients (or OpenLineage): loaded when a task runs
