@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from airflow_provider_jogg.protocol import STATUS_PATH
+from airflow_provider_jogg.api_paths import STATUS_PATH
 from airflow_provider_jogg.testing.server.faults import Fault
 from airflow_provider_jogg.testing.server.responses import NOT_FOUND, Response, envelope, json_response, ok
 
