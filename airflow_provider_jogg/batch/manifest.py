@@ -117,9 +117,6 @@ def manifest_fingerprint(rows: Iterable[ClipRow]) -> str:
     return digest.hexdigest()[:16]
 
 
-# ------------------------------------------------------------------------------------------------
-# Files
-# ------------------------------------------------------------------------------------------------
 def _read_file(location: Any, default: str) -> list[ClipRow]:
     if isinstance(location, str) and location.lstrip()[:1] in ("[", "{"):
         # a template that pulled a list renders it as text unless the DAG renders native objects
