@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated Airflow home per test process, the fake Jogg server, connections."""
+"""Shared fixtures: an isolated Airflow home per test process, the fake Jogg server, connections, S3."""
 
 from __future__ import annotations
 
@@ -87,6 +87,7 @@ def _fresh_account_throttles():
     forget_throttles()
 
 
+# object storage: moto's S3 server (media examples, batch manifests)
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """
