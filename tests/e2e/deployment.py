@@ -87,18 +87,15 @@ class Deployment:
     #: the ``extra`` of the ``jogg_load`` connection (``{}``: every setting at the hook's default)
     load_conn_extra: dict[str, Any] = field(default_factory=lambda: dict(E2E_CONN_EXTRA))
 
-    # ---- layout
-    @property
-    def home(self) -> Path:
-        return self.root / "airflow-home"
+    # ---- layout: the Airflow home (SQLite DB, task logs), the DAGs folder, the processes' output
+    home: Path = field(init=False)
+    dags_folder: Path = field(init=False)
+    proc_logs: Path = field(init=False)
 
-    @property
-    def dags_folder(self) -> Path:
-        return self.root / "dags"
-
-    @property
-    def proc_logs(self) -> Path:
-        return self.root / "proc"
+    def __post_init__(self) -> None:
+        self.home, self.dags_folder, self.proc_logs = (
+            self.root / n for n in ("airflow-home", "dags", "proc")
+        )
 
     @property
     def db_path(self) -> Path:

@@ -76,17 +76,29 @@ def triggerer_job_of(path: Path) -> int:
     return int(path.name.rsplit(".", 2)[-2])
 
 
+def polled_in(dep: Deployment, dag_id: str, run_id: str, job_id: int, jogg_id: str) -> list[Path]:
+    """The sensor's trigger logs written by triggerer job ``job_id`` that show a "processing" answer
+    for the Jogg task."""
+    return [
+        path
+        for path in trigger_logs(dep, dag_id, run_id, SENSOR)
+        if triggerer_job_of(path) == job_id
+        and any(e.get("event", "").startswith(f"Jogg task {jogg_id} is processing") for e in log_events(path))
+    ]
+
+
 def status_requests(requests: list[dict[str, Any]], jogg_task_id: str) -> list[dict[str, Any]]:
     return [r for r in requests if r["method"] == "GET" and r["path"] == STATUS_ROUTE + jogg_task_id]
 
 
 def wait_deferred_in_triggerer(
-    dep: Deployment, dag_id: str, run_ids: list[str], timeout: float = 240
+    dep: Deployment, dag_id: str, run_ids: list[str], timeout: float = 240, not_in_job: int | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer has picked up and
-    the trigger has polled Jogg at least once (its log says so). Returns run_id -> the trigger row (plus
-    the trigger log file). Like a user, it does not wait for the scheduler to acknowledge anything: the
-    provider's deferral floor is what keeps Airflow's deferral race away."""
+    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer (other than job
+    ``not_in_job``) has picked up and the trigger has polled Jogg at least once (its log says so).
+    Returns run_id -> the trigger row (plus the Jogg task id and the trigger log file). Like a user,
+    it does not wait for the scheduler to acknowledge anything: the provider's deferral floor is what
+    keeps Airflow's deferral race away."""
     found: dict[str, dict[str, Any]] = {}
 
     def probe() -> bool:
@@ -94,18 +106,10 @@ def wait_deferred_in_triggerer(
             if run_id in found:
                 continue
             for row in dep.deferred_sensors(dag_id, run_id, SENSOR):
-                if row["classpath"] != TRIGGER_CLASSPATH or row["triggerer_id"] is None:
+                if row["classpath"] != TRIGGER_CLASSPATH or row["triggerer_id"] in (None, not_in_job):
                     continue
                 jogg_id = json.loads(dep.decrypt_trigger_kwargs(row["kwargs"]))["jogg_task_id"]
-                polled = [
-                    path
-                    for path in trigger_logs(dep, dag_id, run_id, SENSOR)
-                    if triggerer_job_of(path) == row["triggerer_id"]
-                    and any(
-                        e.get("event", "").startswith(f"Jogg task {jogg_id} is processing")
-                        for e in log_events(path)
-                    )
-                ]
+                polled = polled_in(dep, dag_id, run_id, row["triggerer_id"], jogg_id)
                 if polled:
                     found[run_id] = {**dict(row), "jogg_task_id": jogg_id, "trigger_log": polled[0]}
         return len(found) == len(run_ids)
@@ -240,30 +244,7 @@ def test_triggerer_restart_keeps_deferred_sensors(deployment: Deployment, report
 
     # The new triggerer adopts the same trigger rows and polls them again (new log files named
     # after its own job id).
-    after: dict[str, dict[str, Any]] = {}
-
-    def adopted() -> bool:
-        for run_id in runs:
-            if run_id in after:
-                continue
-            for row in dep.deferred_sensors(EXAMPLE, run_id, SENSOR):
-                if row["triggerer_id"] in (None, old_job):
-                    continue
-                jogg_id = before[run_id]["jogg_task_id"]
-                polled = [
-                    p
-                    for p in trigger_logs(dep, EXAMPLE, run_id, SENSOR)
-                    if triggerer_job_of(p) == row["triggerer_id"]
-                    and any(
-                        e.get("event", "").startswith(f"Jogg task {jogg_id} is processing")
-                        for e in log_events(p)
-                    )
-                ]
-                if polled:
-                    after[run_id] = {**dict(row), "trigger_log": polled[0]}
-        return len(after) == len(runs)
-
-    dep.wait_until("the new triggerer to adopt and poll the deferred sensors", adopted, timeout=240)
+    after = wait_deferred_in_triggerer(dep, EXAMPLE, list(runs), not_in_job=old_job)
     new_jobs = {row["triggerer_id"] for row in after.values()}
     assert len(new_jobs) == 1, new_jobs
     assert old_job not in new_jobs, (old_job, new_jobs)

@@ -105,9 +105,7 @@ class Redis:
 
     def _ping(self) -> bool:
         assert self.service is not None
-        if not self.service.alive:
-            code = self.service.popen.returncode
-            raise HarnessError(f"redis-server exited with {code}:\n{tail(self.service.log)}")
+        self.service.raise_if_exited()
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
                 sock.sendall(b"PING\r\n")
@@ -174,13 +172,11 @@ class Postgres:
     bin_dir: Path = field(default_factory=postgres_bin_dir)
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def data_dir(self) -> Path:
-        return self.workdir / "data"
+    data_dir: Path = field(init=False)
+    socket_dir: Path = field(init=False)
 
-    @property
-    def socket_dir(self) -> Path:
-        return self.workdir / "socket"
+    def __post_init__(self) -> None:
+        self.data_dir, self.socket_dir = self.workdir / "data", self.workdir / "socket"
 
     def url(self, driver: str = "postgresql+psycopg2", database: str | None = None) -> str:
         return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database or self.database}"
@@ -292,9 +288,7 @@ class Postgres:
         import psycopg2
 
         assert self.service is not None
-        if not self.service.alive:
-            code = self.service.popen.returncode
-            raise HarnessError(f"postgres exited with {code}:\n{tail(self.service.log)}")
+        self.service.raise_if_exited()
         try:
             self.connect("postgres").close()
         except psycopg2.OperationalError:

@@ -78,8 +78,7 @@ def start_fake_jogg(
     process = spawn(name, [*args, *options], env=env, log_dir=log_dir, cwd=ROOT)
 
     def url() -> str | None:
-        if not process.alive:
-            raise HarnessError(f"{name} exited with {process.popen.returncode}:\n{tail(process.log)}")
+        process.raise_if_exited()
         match = _URL_LINE.search(tail(process.log, 20))
         return match.group(1) if match else None
 

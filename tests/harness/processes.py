@@ -91,6 +91,11 @@ class Process:
         args = self.popen.args
         return [str(a) for a in args] if isinstance(args, list) else [str(args)]
 
+    def raise_if_exited(self) -> None:
+        """For a probe waiting on it: raise :class:`HarnessError` with its output if it has exited."""
+        if self.popen.poll() is not None:
+            raise HarnessError(f"{self.name} exited with {self.popen.returncode}:\n{tail(self.log)}")
+
     def terminate(self) -> None:
         """Send the stop signal once (a second SIGTERM makes the scheduler stop waiting for its tasks)."""
         if not self.terminated and self.popen.poll() is None:
@@ -183,24 +188,19 @@ def run_logged(
     user: str | None = None,
 ) -> Path:
     """Run a one-shot command (``airflow db migrate``, ``initdb``) in its own session, output in
-    ``<log_dir>/<name>.log``; raise :class:`HarnessError` with its output's tail unless it exits 0."""
-    log = log_dir / f"{name}.log"
-    with open(log, "wb") as out:
-        done = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            timeout=timeout,
-            start_new_session=True,
-            check=False,
-            **_run_as(user),
-        )
-    if done.returncode != 0:
-        raise HarnessError(f"{name} failed (exit {done.returncode}):\n{tail(log)}")
-    return log
+    ``<log_dir>/<name>.log``; raise :class:`HarnessError` with its output's tail unless it exits 0
+    within ``timeout`` seconds (it is stopped then)."""
+    proc = spawn(name, args, env=env, log_dir=log_dir, cwd=cwd, user=user)
+    try:
+        proc.popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.stop(timeout=10)
+        raise HarnessError(f"{name} did not finish within {timeout:.0f} s:\n{tail(proc.log)}") from None
+    finally:
+        proc.stop()  # sweeps its session
+    if proc.popen.returncode != 0:
+        raise HarnessError(f"{name} failed (exit {proc.popen.returncode}):\n{tail(proc.log)}")
+    return proc.log
 
 
 # --------------------------------------------------------------------------------------------------
