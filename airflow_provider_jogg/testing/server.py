@@ -8,13 +8,10 @@ keeps all of its state in memory behind a single lock.
 Task status is computed lazily from the wall clock: a task is ``pending`` for ``pending_seconds``
 after its creation, then ``processing`` for ``processing_seconds``, then ``success`` (or ``failed``
 when its video or audio URL contains ``fail``). No background thread is involved.
-``processing_seconds_by_url`` gives the tasks whose video or audio URL contains a marker their own
-processing time, so that one server can hold quick and slow tasks side by side; with
-``clock_from_first_status`` a task's clock starts at the first status answer about it instead of its
-creation, so that it ends a set time after whoever waits for it first asked, however late that was.
 A task's own timing can be chosen through a query parameter of its video or audio URL (see
 :data:`FINISH_AFTER_POLL` and :data:`FINISH_AFTER_CREATE`), so that one batch can hold tasks
-that finish right after they were first polled and others that finish much later.
+that finish right after they were first polled (however late whoever waits for them first asked)
+and others that finish much later, or never (no marker, ``processing_seconds=None``).
 
 Results are real media (see :mod:`airflow_provider_jogg.testing.media`): with an ffmpeg binary,
 ``result_url`` serves the task's video with its audio muxed in (uploaded assets are used as they
@@ -364,12 +361,7 @@ class _Task:
     audio_url: str
     playback_type: str
     created_at: float
-    #: when the pending/processing timeline starts (``None``: at the first status answer)
-    clock_start: float | None = None
     failure: str | None = None
-    #: a ``processing_seconds_by_url`` marker matched: ``own_processing_seconds`` replaces the server's
-    has_own_processing: bool = False
-    own_processing_seconds: float | None = None
     forced_status: str | None = None
     forced_error: str | None = None
     forced_at: float | None = None
@@ -469,8 +461,6 @@ class FakeJoggServer:
         auth_error_status: int = 401,
         ffmpeg: str | bool | None = None,
         ffprobe: str | bool | None = None,
-        processing_seconds_by_url: Mapping[str, float | None] | None = None,
-        clock_from_first_status: bool = False,
     ) -> None:
         """Configure the server (nothing is bound until :meth:`start`).
 
@@ -481,13 +471,8 @@ class FakeJoggServer:
         path cannot be found). ``duration_seconds`` is the duration reported when no ffmpeg is
         used; with ffmpeg the real duration of the result is reported.
 
-        ``processing_seconds_by_url``: marker -> processing seconds (``None``: never finishes) for
-        the tasks whose video or audio URL contains the marker (the first marker found, in the
-        mapping's order); the other tasks use ``processing_seconds``.
-
-        ``clock_from_first_status``: a task stays ``pending`` until the first status answer about it
-        (a request refused with 429 does not count), and its ``pending_seconds`` and processing time
-        run from that moment instead of from its creation.
+        A task whose video or audio URL carries :data:`FINISH_AFTER_POLL` or
+        :data:`FINISH_AFTER_CREATE` ends when that says, whatever ``processing_seconds``.
         """
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -500,16 +485,6 @@ class FakeJoggServer:
             raise ValueError("processing_seconds must be None or >= 0")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be None or > 0")
-        by_url: list[tuple[str, float | None]] = []
-        for marker, seconds in (processing_seconds_by_url or {}).items():
-            if not isinstance(marker, str) or not marker:
-                raise ValueError("processing_seconds_by_url: markers must be non-empty strings")
-            if seconds is not None and (isinstance(seconds, bool) or not seconds >= 0):
-                raise ValueError(f"processing_seconds_by_url[{marker!r}] must be None or >= 0")
-            by_url.append((marker, None if seconds is None else float(seconds)))
-        #: (marker, processing seconds or ``None``) pairs, in the order they are tried
-        self.processing_seconds_by_url: tuple[tuple[str, float | None], ...] = tuple(by_url)
-        self.clock_from_first_status = bool(clock_from_first_status)
         self.api_key = api_key
         self.host = host
         self.prefix = _normalize_prefix(prefix)
@@ -688,25 +663,13 @@ class FakeJoggServer:
                 if self._is_missing_asset(media):
                     failure = f"media fetch failed: {media} was never uploaded"
                     break
-        own = next(
-            (
-                (True, seconds)
-                for marker, seconds in self.processing_seconds_by_url
-                if marker in video_url or marker in audio_url
-            ),
-            (False, None),
-        )
-        created_at = time.time()
         task = _Task(
             task_id=str(uuid.uuid4()),
             video_url=video_url,
             audio_url=audio_url,
             playback_type=playback_type,
-            created_at=created_at,
-            clock_start=None if self.clock_from_first_status else created_at,
+            created_at=time.time(),
             failure=failure,
-            has_own_processing=own[0],
-            own_processing_seconds=own[1],
             finish_after_poll=timing.get(FINISH_AFTER_POLL),
             finish_after_create=timing.get(FINISH_AFTER_CREATE),
         )
@@ -732,14 +695,7 @@ class FakeJoggServer:
         done_at = self._done_at(task)
         if done_at is not None and now >= done_at:
             return ("failed" if task.failure else "success"), done_at
-        if task.finish_after_poll is not None or task.finish_after_create is not None:
-            return ("pending" if now - task.created_at < self.pending_seconds else "processing"), None
-        if task.clock_start is None:
-            return "pending", None
-        elapsed = now - task.clock_start
-        if elapsed < self.pending_seconds:
-            return "pending", None
-        return "processing", None
+        return ("pending" if now - task.created_at < self.pending_seconds else "processing"), None
 
     def _done_at(self, task: _Task) -> float | None:
         """When the task ends (``None``: not known yet, or never); a URL marker wins."""
@@ -749,13 +705,10 @@ class FakeJoggServer:
             return task.first_polled_at + task.finish_after_poll
         if task.finish_after_create is not None:
             return task.created_at + task.finish_after_create
-        if task.clock_start is None:
-            return None
         # read at each answer, not at creation: tests may change the server's value on the fly
-        processing = task.own_processing_seconds if task.has_own_processing else self.processing_seconds
-        if processing is None:
+        if self.processing_seconds is None:
             return None
-        return task.clock_start + self.pending_seconds + processing
+        return task.created_at + self.pending_seconds + self.processing_seconds
 
     def _task_snapshot(self, task: _Task, now: float) -> dict[str, Any]:
         """The public snapshot of a task (caller holds the lock)."""
@@ -778,8 +731,6 @@ class FakeJoggServer:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
-            if task.clock_start is None:
-                task.clock_start = now  # clock_from_first_status: this is the first answer about it
             if task.first_polled_at is None:
                 task.first_polled_at = now
             status, completed_at = self._status_of(task, now)

@@ -202,82 +202,6 @@ def test_processing_seconds_none_never_finishes(
         time.sleep(0.05)
 
 
-def test_processing_seconds_by_url_gives_marked_tasks_their_own_time(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # quick and never-ending tasks on one server; the unmarked one keeps the server's value (0 s)
-    server = make_server(
-        pending_seconds=0,
-        processing_seconds=0,
-        processing_seconds_by_url={"/slow/": None, "/quick/": 0, "voice-late": None},
-    )
-    slow = create(session, server, video_url="https://media.example/slow/clip.mp4").json()["data"]["task_id"]
-    quick = create(session, server, video_url="https://media.example/quick/slow/x.mp4").json()["data"]
-    by_audio = create(session, server, audio_url="https://media.example/voice-late.mp3").json()["data"]
-    plain = create(session, server).json()["data"]["task_id"]
-    assert get_task(session, server, slow)["status"] == "processing"
-    # the first marker of the mapping found in the URL wins ("/slow/" before "/quick/")
-    assert get_task(session, server, quick["task_id"])["status"] == "processing"
-    assert get_task(session, server, by_audio["task_id"])["status"] == "processing"
-    assert get_task(session, server, plain)["status"] == "success"
-    assert server.processing_seconds_by_url == (("/slow/", None), ("/quick/", 0.0), ("voice-late", None))
-    # a forced status still wins over the marker's time
-    server.set_task(slow, "success")
-    assert get_task(session, server, slow)["status"] == "success"
-
-
-def test_processing_seconds_by_url_finishes_after_its_own_time(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # the server's default never finishes; the marked task finishes on its own after 0.2 s
-    server = make_server(pending_seconds=0, processing_seconds=None, processing_seconds_by_url={"/p02/": 0.2})
-    marked = create(session, server, video_url="https://media.example/p02/clip.mp4").json()["data"]["task_id"]
-    plain = create(session, server).json()["data"]["task_id"]
-    assert wait_until(lambda: get_task(session, server, marked)["status"] == "success", timeout=30)
-    data = get_task(session, server, marked)
-    assert data["completed_at"] is not None
-    assert get_task(session, server, plain)["status"] == "processing"
-
-
-def test_clock_from_first_status_starts_a_task_at_its_first_status_answer(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    server = make_server(pending_seconds=0, processing_seconds=0.3, clock_from_first_status=True)
-    task_id = create(session, server).json()["data"]["task_id"]
-    assert server.tasks[task_id]["status"] == "pending"  # nobody asked yet: the clock has not started
-    time.sleep(0.5)  # longer than the processing time: a clock started at creation would be done
-    asked = time.time()
-    first = get_task(session, server, task_id)
-    assert first["status"] == "processing"
-    assert wait_until(lambda: get_task(session, server, task_id)["status"] == "success", timeout=30)
-    assert time.time() - asked >= 0.3
-    done = get_task(session, server, task_id)
-    assert done["created_at"] <= int(asked) <= done["completed_at"]
-
-
-def test_clock_from_first_status_is_not_started_by_a_refused_request(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # one token, refilled in 10 s: the create takes it, the status request right after is a 429
-    server = make_server(
-        pending_seconds=0, processing_seconds=0, clock_from_first_status=True, rate_limit=0.1
-    )
-    task_id = create(session, server).json()["data"]["task_id"]
-    refused = session.get(f"{server.url}/v2/lip_sync_video/{task_id}", timeout=5)
-    assert refused.status_code == 429
-    assert server.tasks[task_id]["status"] == "pending"
-
-
-@pytest.mark.parametrize(
-    ("mapping", "message"),
-    [({"": 1.0}, "non-empty"), ({"/x/": -1.0}, "/x/"), ({"/x/": True}, "/x/")],
-    ids=["empty-marker", "negative", "bool"],
-)
-def test_processing_seconds_by_url_rejects_bad_entries(mapping: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        FakeJoggServer(api_key=KEY, processing_seconds_by_url=mapping)
-
-
 def test_finish_after_poll_marker_counts_from_the_first_answered_poll(
     make_server: Callable[..., FakeJoggServer], session: requests.Session
 ) -> None:
@@ -1224,31 +1148,23 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
                 stream.close()
 
 
-def test_cli_processing_seconds_for_marked_urls_and_clock_from_first_status() -> None:
-    proc = _cli(
-        "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0",
-        "--processing-seconds-for", "/late/=never", "--processing-seconds-for", "a=b/=0",
-        "--clock-from-first-status",
-    )  # fmt: skip
+def test_cli_finish_after_poll_marker_on_a_server_that_never_finishes() -> None:
+    """The e2e suites' fake: ``--processing-seconds never``; a task ends when its URL's marker says,
+    counted from the first status answer about it, and an unmarked one only when the test says."""
+    proc = _cli("--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "never")
     try:
         url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
         headers = {"x-api-key": "cli-key"}
         ids = {}
-        for name, video in (("late", "https://m.example/late/v.mp4"), ("plain", VIDEO)):
+        for name, video in (("marked", f"{VIDEO}?{FINISH_AFTER_POLL}=0"), ("plain", VIDEO)):
             body = {"video_url": video, "audio_url": AUDIO}
             answer = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()
             ids[name] = answer["data"]["task_id"]
-        # nobody has asked about them yet: both clocks stand still (0 s tasks would be done otherwise)
-        tasks = requests.get(url + "/_fake/tasks", timeout=5).json()
-        assert {name: tasks[task_id]["status"] for name, task_id in ids.items()} == {
-            "late": "pending",
-            "plain": "pending",
-        }
         statuses = {}
         for name, task_id in ids.items():
             answer = requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()
             statuses[name] = answer["data"]["status"]
-        assert statuses == {"late": "processing", "plain": "success"}
+        assert statuses == {"marked": "success", "plain": "processing"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -1260,13 +1176,18 @@ def test_cli_processing_seconds_for_marked_urls_and_clock_from_first_status() ->
                 stream.close()
 
 
-@pytest.mark.parametrize("value", ["no-equals-sign", "=5", "/x/=soon"])
-def test_cli_rejects_bad_processing_seconds_for(value: str) -> None:
-    proc = _cli("--processing-seconds-for", value)
+@pytest.mark.parametrize(
+    "args",
+    [("--processing-seconds-for", "/late/=never"), ("--clock-from-first-status",)],
+    ids=["by-url", "clock"],
+)
+def test_cli_has_one_timing_mechanism(args: tuple[str, ...]) -> None:
+    """Per-task timing is the URL markers' job only: the server options that did the same are gone."""
+    proc = _cli(*args)
     try:
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 2
-        assert "argument --processing-seconds-for: expected" in err, err
+        assert f"unrecognized arguments: {' '.join(args)}" in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
