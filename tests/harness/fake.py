@@ -83,4 +83,4 @@ def start_fake_jogg(
         return match.group(1) if match else None
 
     found = wait_until(f"{name} to print its URL", url, timeout=60, interval=0.1)
-    return FakeJogg(process, found)
+    return FakeJogg(process, str(found))
