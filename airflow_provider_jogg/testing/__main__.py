@@ -41,14 +41,6 @@ def _seconds_or_never(text: str) -> float | None:
     return value
 
 
-def _marker_seconds(text: str) -> tuple[str, float | None]:
-    """Parse ``MARKER=SECONDS`` (or ``MARKER=never``) for ``--processing-seconds-for``."""
-    marker, sep, seconds = text.rpartition("=")
-    if not sep or not marker:
-        raise argparse.ArgumentTypeError(f"expected MARKER=SECONDS or MARKER=never, got {text!r}")
-    return marker, _seconds_or_never(seconds)
-
-
 def _non_negative(text: str) -> float:
     """Parse a number >= 0."""
     try:
@@ -98,20 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds a task stays processing, or 'never'",
     )
-    parser.add_argument(
-        "--processing-seconds-for",
-        type=_marker_seconds,
-        action="append",
-        default=[],
-        metavar="MARKER=SECONDS",
-        help="tasks whose video or audio URL contains MARKER stay processing SECONDS (or 'never'); "
-        "repeatable, the first matching marker wins",
-    )
-    parser.add_argument(
-        "--clock-from-first-status",
-        action="store_true",
-        help="a task's pending/processing time runs from the first status answer about it, not its creation",
-    )
     parser.add_argument("--duration-seconds", type=_non_negative, default=12.5, help="reported video length")
     parser.add_argument("--rate-limit", type=_positive, default=None, help="requests per second (429 above)")
     parser.add_argument(
@@ -152,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limit=args.rate_limit,
             remaining_quota=args.remaining_quota,
             ffmpeg=False if args.no_ffmpeg else None,
-            processing_seconds_by_url=dict(args.processing_seconds_for),
-            clock_from_first_status=args.clock_from_first_status,
             max_recorded_requests=args.max_recorded_requests,
             tag_results=args.tag_results,
         )

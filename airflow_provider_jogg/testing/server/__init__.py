@@ -46,8 +46,6 @@ from airflow_provider_jogg.testing.server.tasks import (
 from airflow_provider_jogg.testing.server.uploads import UploadStore
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from airflow_provider_jogg.testing.server.tasks import Task
 
 __all__ = [
@@ -99,8 +97,6 @@ class FakeJoggServer:
         auth_error_status: int = 401,
         ffmpeg: str | bool | None = None,
         ffprobe: str | bool | None = None,
-        processing_seconds_by_url: Mapping[str, float | None] | None = None,
-        clock_from_first_status: bool = False,
         max_recorded_requests: int | None = None,
         tag_results: bool = False,
     ) -> None:
@@ -113,13 +109,8 @@ class FakeJoggServer:
         path cannot be found). ``duration_seconds`` is the duration reported when no ffmpeg is
         used; with ffmpeg the real duration of the result is reported.
 
-        ``processing_seconds_by_url``: marker -> processing seconds (``None``: never finishes) for
-        the tasks whose video or audio URL contains the marker (the first marker found, in the
-        mapping's order); the other tasks use ``processing_seconds``.
-
-        ``clock_from_first_status``: a task stays ``pending`` until the first status answer about it
-        (a request refused with 429 does not count), and its ``pending_seconds`` and processing time
-        run from that moment instead of from its creation.
+        A task whose video or audio URL carries :data:`FINISH_AFTER_POLL` or
+        :data:`FINISH_AFTER_CREATE` ends when that says, whatever ``processing_seconds``.
 
         ``max_recorded_requests``: keep at most this many requests in detail (:attr:`requests`,
         the newest ones; ``0``: none), for long runs such as a batch of thousands of clips. The
@@ -142,16 +133,6 @@ class FakeJoggServer:
             raise ValueError("processing_seconds must be None or >= 0")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be None or > 0")
-        by_url: list[tuple[str, float | None]] = []
-        for marker, seconds in (processing_seconds_by_url or {}).items():
-            if not isinstance(marker, str) or not marker:
-                raise ValueError("processing_seconds_by_url: markers must be non-empty strings")
-            if seconds is not None and (isinstance(seconds, bool) or not seconds >= 0):
-                raise ValueError(f"processing_seconds_by_url[{marker!r}] must be None or >= 0")
-            by_url.append((marker, None if seconds is None else float(seconds)))
-        #: (marker, processing seconds or ``None``) pairs, in the order they are tried
-        self.processing_seconds_by_url: tuple[tuple[str, float | None], ...] = tuple(by_url)
-        self.clock_from_first_status = bool(clock_from_first_status)
         self.api_key = api_key
         self.host = host
         self.prefix = normalize_prefix(prefix)

@@ -13,8 +13,9 @@ import threading
 import pytest
 import requests
 
-from airflow_provider_jogg.protocol import WHOAMI_PATH
+from airflow_provider_jogg.protocol import STATUS_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing import media
+from airflow_provider_jogg.testing.server import FINISH_AFTER_POLL
 from tests.unit.testing.server.support import AUDIO, CREATE, KEY, REPO_ROOT, VIDEO
 
 
@@ -70,55 +71,6 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
                 stream.close()
 
 
-def test_cli_processing_seconds_for_marked_urls_and_clock_from_first_status() -> None:
-    proc = _cli(
-        "--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "0",
-        "--processing-seconds-for", "/late/=never", "--processing-seconds-for", "a=b/=0",
-        "--clock-from-first-status",
-    )  # fmt: skip
-    try:
-        url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
-        headers = {"x-api-key": "cli-key"}
-        ids = {}
-        for name, video in (("late", "https://m.example/late/v.mp4"), ("plain", VIDEO)):
-            body = {"video_url": video, "audio_url": AUDIO}
-            answer = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()
-            ids[name] = answer["data"]["task_id"]
-        # nobody has asked about them yet: both clocks stand still (0 s tasks would be done otherwise)
-        tasks = requests.get(url + "/_fake/tasks", timeout=5).json()
-        assert {name: tasks[task_id]["status"] for name, task_id in ids.items()} == {
-            "late": "pending",
-            "plain": "pending",
-        }
-        statuses = {}
-        for name, task_id in ids.items():
-            answer = requests.get(f"{url}/v2/lip_sync_video/{task_id}", headers=headers, timeout=5).json()
-            statuses[name] = answer["data"]["status"]
-        assert statuses == {"late": "processing", "plain": "success"}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.mark.parametrize("value", ["no-equals-sign", "=5", "/x/=soon"])
-def test_cli_rejects_bad_processing_seconds_for(value: str) -> None:
-    proc = _cli("--processing-seconds-for", value)
-    try:
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 2
-        assert "argument --processing-seconds-for: expected" in err, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_cli_refuses_non_loopback_host() -> None:
     proc = _cli("--host", "0.0.0.0")
     try:
@@ -172,6 +124,54 @@ def test_cli_rejects_bad_max_recorded_requests(value: str) -> None:
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 2
         assert "argument --max-recorded-requests:" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_cli_finish_after_poll_marker_on_a_server_that_never_finishes() -> None:
+    """The e2e suites' fake: ``--processing-seconds never``; a task ends when its URL's marker says,
+    counted from the first status answer about it, and an unmarked one only when the test says."""
+    proc = _cli("--api-key", "cli-key", "--pending-seconds", "0", "--processing-seconds", "never")
+    try:
+        url = _read_line(proc).strip().removeprefix("JOGG_FAKE_URL=")
+        headers = {"x-api-key": "cli-key"}
+        ids = {}
+        for name, video in (("marked", f"{VIDEO}?{FINISH_AFTER_POLL}=0"), ("plain", VIDEO)):
+            body = {"video_url": video, "audio_url": AUDIO}
+            answer = requests.post(url + CREATE, json=body, headers=headers, timeout=5).json()
+            ids[name] = answer["data"]["task_id"]
+        statuses = {}
+        for name, task_id in ids.items():
+            answer = requests.get(
+                url + STATUS_PATH.format(task_id=task_id), headers=headers, timeout=5
+            ).json()
+            statuses[name] = answer["data"]["status"]
+        assert statuses == {"marked": "success", "plain": "processing"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--processing-seconds-for", "/late/=never"), ("--clock-from-first-status",)],
+    ids=["by-url", "clock"],
+)
+def test_cli_has_one_timing_mechanism(args: tuple[str, ...]) -> None:
+    """Per-task timing is the URL markers' job only: the server options that did the same are gone."""
+    proc = _cli(*args)
+    try:
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2
+        assert f"unrecognized arguments: {' '.join(args)}" in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
