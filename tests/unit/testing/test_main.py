@@ -33,6 +33,16 @@ def _cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Whatever the test did, the CLI's process is gone and its pipes are closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def _read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
     """Read one stdout line of ``proc`` or fail after ``timeout`` seconds."""
     lines: queue.Queue[str] = queue.Queue()
@@ -63,12 +73,7 @@ def test_cli_serves_until_signal(sig: signal.Signals) -> None:
         with pytest.raises(requests.ConnectionError):
             requests.get(url + WHOAMI_PATH, timeout=2)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _end(proc)
 
 
 def test_cli_refuses_non_loopback_host() -> None:
@@ -78,9 +83,7 @@ def test_cli_refuses_non_loopback_host() -> None:
         assert proc.returncode == 2
         assert "loopback" in err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        _end(proc)
 
 
 def test_cli_bounded_request_log_and_tagged_results() -> None:
@@ -109,12 +112,7 @@ def test_cli_bounded_request_log_and_tagged_results() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _end(proc)
 
 
 @pytest.mark.parametrize("value", ["-1", "ten", "2.5"])
@@ -125,9 +123,7 @@ def test_cli_rejects_bad_max_recorded_requests(value: str) -> None:
         assert proc.returncode == 2
         assert "argument --max-recorded-requests:" in err, err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        _end(proc)
 
 
 def test_cli_finish_after_poll_marker_on_a_server_that_never_finishes() -> None:
@@ -152,12 +148,7 @@ def test_cli_finish_after_poll_marker_on_a_server_that_never_finishes() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _end(proc)
 
 
 @pytest.mark.parametrize(
@@ -173,6 +164,4 @@ def test_cli_has_one_timing_mechanism(args: tuple[str, ...]) -> None:
         assert proc.returncode == 2
         assert f"unrecognized arguments: {' '.join(args)}" in err, err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        _end(proc)

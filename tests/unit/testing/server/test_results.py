@@ -38,34 +38,16 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., FakeJoggServer]]:
-    """Start fake servers whose tasks finish at once, with the wheel's ffmpeg; all stopped at teardown."""
-    started: list[FakeJoggServer] = []
+def make_server(make_server: Callable[..., FakeJoggServer]) -> Callable[..., FakeJoggServer]:
+    """The package's ``make_server``, with tasks that finish at once and the wheel's ffmpeg."""
 
     def make(**kwargs: Any) -> FakeJoggServer:
         kwargs.setdefault("ffmpeg", FFMPEG)
-        kwargs.setdefault("api_key", KEY)
         kwargs.setdefault("pending_seconds", 0)
         kwargs.setdefault("processing_seconds", 0)
-        server = FakeJoggServer(**kwargs)
-        started.append(server)
-        return server.start()
+        return make_server(**kwargs)
 
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop()
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    sess = requests.Session()
-    sess.headers["x-api-key"] = KEY
-    try:
-        yield sess
-    finally:
-        sess.close()
+    return make
 
 
 @pytest.fixture
