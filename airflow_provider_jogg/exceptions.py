@@ -241,6 +241,29 @@ class JoggBatchFailedError(JoggError):
         return (type(self), (str(self), self.summary))
 
 
+class JoggBudgetError(JoggFatalError):
+    """
+    A batch would cost more credits than ``max_credits`` or the account's remaining quota allow.
+    Raised before any create call, so nothing was billed.
+
+    :param message: the figures: credits needed, for how many clips, and the limit they exceed
+    :param credits: the estimated credits (a lower bound when some clips could not be measured)
+    :param max_credits: the batch's cap, ``None`` when it has none
+    :param remaining_quota: the account's remaining credits, ``None`` when not asked
+    """
+
+    def __init__(
+        self, message: str, credits: float, max_credits: float | None, remaining_quota: float | None
+    ) -> None:
+        self.credits = credits
+        self.max_credits = max_credits
+        self.remaining_quota = remaining_quota
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.credits, self.max_credits, self.remaining_quota))
+
+
 class JoggEventError(JoggFatalError):
     """A trigger event that does not have the documented shape (never treated as success)."""
 
@@ -249,6 +272,7 @@ __all__ = [
     "JoggAPIError",
     "JoggAuthError",
     "JoggBatchFailedError",
+    "JoggBudgetError",
     "JoggConfigError",
     "JoggConnectionError",
     "JoggCreateUncertainError",

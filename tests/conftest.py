@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated Airflow home per test process, the fake Jogg server, connections."""
+"""Shared fixtures: an isolated Airflow home per test process, the fake Jogg server, connections, S3."""
 
 from __future__ import annotations
 
@@ -85,3 +85,48 @@ def _fresh_account_throttles():
     from airflow_provider_jogg.registries import forget_throttles
 
     forget_throttles()
+
+
+# object storage: moto's S3 server (media examples, batch manifests)
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """
+    moto's S3-compatible server on 127.0.0.1 and a free port, one per test process: Airflow's object
+    storage caches a filesystem per scheme and connection id, so the endpoint must not change (and
+    every test module of the process must share this one server).
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch):
+    """``aws_default`` pointing at moto (dummy keys), and a boto3 client to set up and inspect buckets."""
+    import boto3
+
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

@@ -1,1 +1,17 @@
-"""Lip sync of many clips in one task: the manifest, the ledger, the phases of a batch."""
+"""Batch lip sync: many clips in one task instance (re-exports only; the operator is in ``operators/``)."""
+
+from __future__ import annotations
+
+from airflow_provider_jogg.batch.budget import BatchEstimate, check_budget, estimate_batch
+from airflow_provider_jogg.batch.durations import media_duration
+from airflow_provider_jogg.batch.manifest import ClipRow, manifest_fingerprint, read_clips
+
+__all__ = [
+    "BatchEstimate",
+    "ClipRow",
+    "check_budget",
+    "estimate_batch",
+    "manifest_fingerprint",
+    "media_duration",
+    "read_clips",
+]

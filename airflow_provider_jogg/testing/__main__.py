@@ -41,20 +41,23 @@ def _seconds_or_never(text: str) -> float | None:
     return value
 
 
-def _marker_seconds(text: str) -> tuple[str, float | None]:
-    """Parse ``MARKER=SECONDS`` (or ``MARKER=never``) for ``--processing-seconds-for``."""
-    marker, sep, seconds = text.rpartition("=")
-    if not sep or not marker:
-        raise argparse.ArgumentTypeError(f"expected MARKER=SECONDS or MARKER=never, got {text!r}")
-    return marker, _seconds_or_never(seconds)
-
-
 def _non_negative(text: str) -> float:
     """Parse a number >= 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """Parse an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
@@ -87,26 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds a task stays processing, or 'never'",
     )
-    parser.add_argument(
-        "--processing-seconds-for",
-        type=_marker_seconds,
-        action="append",
-        default=[],
-        metavar="MARKER=SECONDS",
-        help="tasks whose video or audio URL contains MARKER stay processing SECONDS (or 'never'); "
-        "repeatable, the first matching marker wins",
-    )
-    parser.add_argument(
-        "--clock-from-first-status",
-        action="store_true",
-        help="a task's pending/processing time runs from the first status answer about it, not its creation",
-    )
     parser.add_argument("--duration-seconds", type=_non_negative, default=12.5, help="reported video length")
     parser.add_argument("--rate-limit", type=_positive, default=None, help="requests per second (429 above)")
     parser.add_argument(
         "--no-ffmpeg",
         action="store_true",
         help="never build result media with ffmpeg; serve the shipped sample files",
+    )
+    parser.add_argument(
+        "--max-recorded-requests",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="keep at most the N newest requests in detail (0: none); counts stay exact "
+        "(GET /_fake/counts). Default: keep every request",
+    )
+    parser.add_argument(
+        "--tag-results",
+        action="store_true",
+        help="end each result.mp4 with a box naming its task and clip (testing.media.result_tag)",
     )
     parser.add_argument("--remaining-quota", type=float, default=1000.0, help="reported remaining credits")
     return parser
@@ -128,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limit=args.rate_limit,
             remaining_quota=args.remaining_quota,
             ffmpeg=False if args.no_ffmpeg else None,
-            processing_seconds_by_url=dict(args.processing_seconds_for),
-            clock_from_first_status=args.clock_from_first_status,
+            max_recorded_requests=args.max_recorded_requests,
+            tag_results=args.tag_results,
         )
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))

@@ -1,11 +1,13 @@
-"""A real Airflow deployment on loopback ports, for the end-to-end tests.
+"""A real Airflow deployment on loopback ports, for the end-to-end tests: LocalExecutor on SQLite.
 
 One :class:`Deployment` owns a temporary ``AIRFLOW_HOME`` with a SQLite metadata DB, a DAGs folder,
-and these processes, each started with ``start_new_session=True`` and stopped by its own PID:
+and these processes, each started in its own session and stopped by its own PID
+(:mod:`tests.harness.processes`):
 
-- two fake Jogg servers (``python -m airflow_provider_jogg.testing``), each its own process:
-  ``jogg_default`` (tasks stay ``processing`` until the test says otherwise, so every wait is
-  observable) and ``jogg_load`` (a real timeline and a request-rate limit that answers 429);
+- two fake Jogg servers (:mod:`tests.harness.fake`), each its own process: ``jogg_default`` (tasks
+  stay ``processing`` until the test says otherwise, so every wait is observable) and ``jogg_load``
+  (a request-rate limit that answers 429; tasks end when their URL's marker says, or when the test
+  says);
 - ``airflow api-server`` (started first: the workers call its Execution API),
 - ``airflow scheduler`` (LocalExecutor, low parallelism), ``airflow dag-processor`` and
   ``airflow triggerer``.
@@ -17,17 +19,10 @@ reach the processes through the environment and the fake servers' command lines 
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,274 +30,34 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
-from airflow_provider_jogg import protocol
+from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
+from tests.harness import airflow
+from tests.harness.fake import FakeJogg, start_fake_jogg
+from tests.harness.processes import AIRFLOW, ROOT, Process, inherited_env, log_tails, spawn
+from tests.harness.waiting import HarnessError, free_port, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-AIRFLOW = str(VENV_BIN / "airflow")
 EXAMPLE_DAG = ROOT / "example_dags" / "example_jogg_lip_sync.py"
-E2E_DAGS = Path(__file__).resolve().parent / "dags"
+#: the DAG files of every deployment here: the batch DAG both e2e suites run, this suite's own
+DAG_FILES = (
+    EXAMPLE_DAG,
+    *sorted((ROOT / "tests" / "harness" / "dags").glob("jogg_*.py")),
+    *sorted((Path(__file__).resolve().parent / "dags").glob("jogg_e2e_*.py")),
+)
 
-TRIGGER_CLASSPATH = "airflow_provider_jogg.triggers.lip_sync.LipSyncTrigger"
+TRIGGER_CLASSPATH = f"{LipSyncTrigger.__module__}.{LipSyncTrigger.__qualname__}"
 #: the provider's deferral floor; the unit suites set it to 0 (tests/conftest.py), a real deployment
 #: must run with the default, so no spawned component may inherit it
 MIN_DEFERRAL_ENV = "AIRFLOW__JOGG__MIN_DEFERRAL_SECONDS"
 #: the extras of the connections unless a Deployment says otherwise (short backoff: quick tests)
 E2E_CONN_EXTRA: dict[str, Any] = {"retry_backoff": 0.2, "timeout": 10, "api_platform": "airflow-e2e"}
-CREATE_PATH = protocol.CREATE_PATH
-#: the status route without the task id: ``STATUS_PATH + task_id``
-STATUS_PATH = protocol.STATUS_PATH.format(task_id="")
+#: fake Jogg options: a task stays ``processing`` after 1 s ``pending`` until its URL's marker or the
+#: test ends it
+FAKE_TIMING = ("--pending-seconds", "1", "--processing-seconds", "never")
 
 T = TypeVar("T")
-
-
-class DeploymentError(AssertionError):
-    """A wait ran out or a component misbehaved; the message carries the evidence."""
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 80) -> str:
-    """The last ``lines`` lines of a text file ('' when it does not exist)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def wait_until(
-    what: str,
-    probe: Callable[[], T],
-    *,
-    timeout: float,
-    interval: float = 0.5,
-    diagnostics: Callable[[], str] | None = None,
-) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``timeout`` seconds saying what."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            extra = diagnostics() if diagnostics is not None else ""
-            raise DeploymentError(
-                f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{extra}"
-            )
-        time.sleep(interval)
-
-
-# --------------------------------------------------------------------------------------------------
-# Processes
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Component:
-    """One child process, started in its own session; output in ``log``."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    #: SIGKILL was needed: it did not exit within the timeout after SIGTERM
-    killed: bool = False
-    stopped: bool = False
-    terminated: bool = False
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def terminate(self) -> None:
-        """Send SIGTERM once (a second one makes the scheduler stop waiting for its tasks)."""
-        if not self.terminated and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, signal.SIGTERM)
-        self.terminated = True
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM to its own PID, SIGKILL after ``timeout``; then whatever is left of its session.
-
-        Idempotent: the session is swept only once, right after its leader exited, so that a
-        recycled PID can never be hit later.
-        """
-        if self.stopped:
-            return self.popen.returncode
-        proc = self.popen
-        if proc.poll() is None:
-            self.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.killed = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        # Its children (LocalExecutor workers, the trigger runner, api-server workers) live in the
-        # session this process leads: the process group id is its PID, which we started.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self.stopped = True
-        return proc.returncode
-
-
-def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path) -> Component:
-    log = log_dir / f"{name}.log"
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    return Component(name, popen, log)
-
-
-# --------------------------------------------------------------------------------------------------
-# The fake Jogg server, as a separate process, driven over its admin routes
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class FakeJogg:
-    """Client of a fake Jogg server process (admin routes only; they are never rate limited)."""
-
-    component: Component
-    url: str
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def _get(self, path: str) -> Any:
-        resp = self.session.get(self.url + path, timeout=30)
-        resp.raise_for_status()
-        return resp.json()
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Every ``/v2`` request the server saw: method, path, headers, json, time, status."""
-        return self._get("/_fake/requests")
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        """task_id -> video_url, audio_url, playback_type, created_at, status."""
-        return self._get("/_fake/tasks")
-
-    def faults(self) -> list[dict[str, Any]]:
-        """The faults still active."""
-        return self._get("/_fake/faults")
-
-    def set_status(self, task_id: str, status: str) -> None:
-        """Force a task's status (e.g. ``success``): the Jogg job 'finishes' now."""
-        resp = self.session.post(self.url + f"/_fake/tasks/{task_id}", json={"status": status}, timeout=30)
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("code") != 0:
-            raise DeploymentError(f"fake server refused to set {task_id} to {status}: {body}")
-
-    def add_fault(self, **spec: Any) -> None:
-        resp = self.session.post(self.url + "/_fake/faults", json=spec, timeout=30)
-        resp.raise_for_status()
-
-    def creates(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests() if r["method"] == "POST" and r["path"] == CREATE_PATH]
-
-
-def start_fake_jogg(name: str, api_key: str, log_dir: Path, env: dict[str, str], *options: str) -> FakeJogg:
-    # --no-ffmpeg: 200 results built with ffmpeg would cost ~0.7 s of CPU each; samples cost nothing
-    args = [
-        sys.executable,
-        "-m",
-        "airflow_provider_jogg.testing",
-        "--port",
-        "0",
-        "--api-key",
-        api_key,
-        "--no-ffmpeg",
-    ]
-    component = _spawn(name, [*args, *options], env, log_dir, ROOT)
-
-    def url() -> str | None:
-        if not component.alive:
-            raise DeploymentError(f"{name} exited with {component.popen.returncode}:\n{tail(component.log)}")
-        match = re.search(r"^JOGG_FAKE_URL=(\S+)$", tail(component.log, 20), re.MULTILINE)
-        return match.group(1) if match else None
-
-    found = wait_until(f"{name} to print its URL", url, timeout=60, interval=0.1)
-    return FakeJogg(component, found)
-
-
-# --------------------------------------------------------------------------------------------------
-# Deferral bookkeeping from the scheduler's output
-# --------------------------------------------------------------------------------------------------
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_PAUSED = re.compile(rf"Pausing task as DEFERRED.*?ti_id=({_UUID})")
-# The scheduler logs one such line per processed executor event; after a deferral the TI is then
-# deferred, or already scheduled/queued/running again when the trigger fired first.
-_FINISHED = re.compile(rf"TaskInstance Finished: .*?ti_id=({_UUID}),.* state=(\w+),")
-_TERMINAL_TI_STATES = frozenset(
-    {"success", "failed", "up_for_retry", "upstream_failed", "skipped", "removed"}
-)
-#: fallback when the log lines cannot be found (format change): surely processed after this long
-SETTLE_FALLBACK_SECONDS = 120.0
-
-
-@dataclass
-class DeferralWatcher:
-    """Counts, per task instance id, the deferrals a worker made and the scheduler has processed.
-
-    Airflow 3.3.2 fails a task whose trigger fires before the scheduler has processed the
-    executor's event for the worker run that deferred it (apache/airflow#67287, fixed upstream by
-    apache/airflow#68741 after 3.3.2). Tests that decide when a Jogg task finishes wait for that
-    acknowledgement first, so they never provoke the race themselves.
-    """
-
-    log: Path
-    offset: int = 0
-    partial: bytes = b""
-    paused: dict[str, int] = field(default_factory=dict)
-    acked: dict[str, int] = field(default_factory=dict)
-
-    def refresh(self) -> None:
-        try:
-            with open(self.log, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read()
-        except OSError:
-            return
-        self.offset += len(chunk)
-        data = self.partial + chunk
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        for raw in lines:
-            if b"Pausing task as DEFERRED" in raw:
-                match = _PAUSED.search(raw.decode(errors="replace"))
-                counts = self.paused
-            elif b"TaskInstance Finished:" in raw:
-                match = _FINISHED.search(raw.decode(errors="replace"))
-                if match is not None and match.group(2) in _TERMINAL_TI_STATES:
-                    continue
-                counts = self.acked
-            else:
-                continue
-            if match is not None:
-                key = match.group(1).replace("-", "")
-                counts[key] = counts.get(key, 0) + 1
-
-    def settled(self, ti_id: str) -> bool:
-        """The scheduler has processed every deferral of this task instance seen so far."""
-        key = ti_id.replace("-", "")
-        acked = self.acked.get(key, 0)
-        return acked >= 1 and acked >= self.paused.get(key, 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,8 +72,8 @@ class Deployment:
     load_key: str
     parallelism: int = 4
     load_rate_limit: float = 20.0
-    components: dict[str, Component] = field(default_factory=dict)
-    retired: list[Component] = field(default_factory=list)
+    components: dict[str, Process] = field(default_factory=dict)
+    retired: list[Process] = field(default_factory=list)
     fakes: dict[str, FakeJogg] = field(default_factory=dict)
     api_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -326,25 +81,21 @@ class Deployment:
     #: raw ``trigger`` rows seen while sensors were deferred (rows are deleted after firing)
     trigger_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     _api: requests.Session = field(default_factory=requests.Session)
-    _watcher: DeferralWatcher | None = None
     #: settings added to (or replacing) the defaults of every Airflow process, applied before
     #: ``airflow db migrate``: e.g. another executor, metadata DB or broker (tests/e2e_distributed)
     env_overrides: dict[str, str] = field(default_factory=dict)
     #: the ``extra`` of the ``jogg_load`` connection (``{}``: every setting at the hook's default)
     load_conn_extra: dict[str, Any] = field(default_factory=lambda: dict(E2E_CONN_EXTRA))
 
-    # ---- layout
-    @property
-    def home(self) -> Path:
-        return self.root / "airflow-home"
+    # ---- layout: the Airflow home (SQLite DB, task logs), the DAGs folder, the processes' output
+    home: Path = field(init=False)
+    dags_folder: Path = field(init=False)
+    proc_logs: Path = field(init=False)
 
-    @property
-    def dags_folder(self) -> Path:
-        return self.root / "dags"
-
-    @property
-    def proc_logs(self) -> Path:
-        return self.root / "proc"
+    def __post_init__(self) -> None:
+        self.home, self.dags_folder, self.proc_logs = (
+            self.root / n for n in ("airflow-home", "dags", "proc")
+        )
 
     @property
     def db_path(self) -> Path:
@@ -367,7 +118,7 @@ class Deployment:
         return self.fakes["jogg_load"]
 
     @property
-    def triggerer(self) -> Component:
+    def triggerer(self) -> Process:
         return self.components["triggerer"]
 
     # ---- lifecycle
@@ -375,54 +126,35 @@ class Deployment:
         started = time.monotonic()
         for folder in (self.home, self.dags_folder, self.proc_logs):
             folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(EXAMPLE_DAG, self.dags_folder / EXAMPLE_DAG.name)
-        for dag_file in sorted(E2E_DAGS.glob("jogg_e2e_*.py")):
+        for dag_file in DAG_FILES:
             shutil.copy(dag_file, self.dags_folder / dag_file.name)
 
-        # Inherit the shell's PATH etc., but none of the AIRFLOW* settings of the test process: above
-        # all not the deferral floor of 0 s the in-process suites run with (named here so that a
-        # change of the filter cannot let it through unnoticed).
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        base.pop(MIN_DEFERRAL_ENV, None)
-        base["PYTHONUNBUFFERED"] = "1"
-        fake_env = base
+        # None of the AIRFLOW* settings of the test process reach a component: above all not the
+        # deferral floor of 0 s the in-process suites run with (checked below).
+        fake_env = inherited_env()
         self.fakes["jogg_default"] = start_fake_jogg(
-            "fake-jogg-default",
-            self.default_key,
-            self.proc_logs,
-            fake_env,
-            "--pending-seconds",
-            "1",
-            "--processing-seconds",
-            "never",  # the tests decide when a Jogg task finishes
+            "fake-jogg-default", self.default_key, *FAKE_TIMING, log_dir=self.proc_logs, env=fake_env
         )
         self.fakes["jogg_load"] = start_fake_jogg(
             "fake-jogg-load",
             self.load_key,
-            self.proc_logs,
-            fake_env,
-            "--pending-seconds",
-            "1",
-            "--processing-seconds",
-            "never",
+            *FAKE_TIMING,
             "--rate-limit",
-            str(self.load_rate_limit),
+            f"{self.load_rate_limit:g}",
+            log_dir=self.proc_logs,
+            env=fake_env,
         )
 
         from cryptography.fernet import Fernet
 
         self.api_port = free_port()
         self.env = {
-            **base,
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **airflow.airflow_env(self.home, self.dags_folder),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -447,34 +179,22 @@ class Deployment:
         }
         self.env.update(self.env_overrides)
         if MIN_DEFERRAL_ENV in self.env:
-            raise DeploymentError(
+            raise HarnessError(
                 f"{MIN_DEFERRAL_ENV} must not be set for a real deployment (got it in env_overrides): "
                 "the deferral floor is what keeps Airflow's deferral race away"
             )
 
         t0 = time.monotonic()
-        with open(self.proc_logs / "db-migrate.log", "wb") as out:
-            migrate = subprocess.run(
-                [AIRFLOW, "db", "migrate"],
-                env=self.env,
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=300,
-                start_new_session=True,
-                check=False,
-            )
-        if migrate.returncode != 0:
-            raise DeploymentError(f"airflow db migrate failed:\n{tail(self.proc_logs / 'db-migrate.log')}")
+        airflow.migrate(self.env, self.proc_logs, self.root)
         self.timings["db_migrate"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        self._start(
-            "api-server",
-            [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
+        self._start("api-server", airflow.api_server_args(self.api_port))
+        self.wait_until(
+            "the api-server's health endpoint",
+            lambda: airflow.api_healthy(self.api_url, self._api),
+            timeout=180,
         )
-        self.wait_until("the api-server's health endpoint", self._api_healthy, timeout=180)
         self.timings["api_server_ready"] = time.monotonic() - t0
         self._start("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"])
         self._start("dag-processor", [AIRFLOW, "dag-processor"])
@@ -492,33 +212,33 @@ class Deployment:
             component.stop()
         if "api-server" in self.components:
             self.components["api-server"].stop()
-        for component in (fake.component for fake in self.fakes.values()):
+        for component in (fake.process for fake in self.fakes.values()):
             component.terminate()
         for name, component in [
             *self.components.items(),
-            *((f.component.name, f.component) for f in self.fakes.values()),
+            *((f.process.name, f.process) for f in self.fakes.values()),
         ]:
             codes[name] = component.stop()
         return codes
 
-    def _start(self, name: str, args: list[str]) -> Component:
-        component = _spawn(name, args, self.env, self.proc_logs, self.root)
+    def _start(self, name: str, args: list[str]) -> Process:
+        component = spawn(name, args, env=self.env, log_dir=self.proc_logs, cwd=self.root)
         self.components[name] = component
         return component
 
-    def restart_triggerer(self, timeout: float = 60.0) -> tuple[Component, Component]:
+    def restart_triggerer(self, timeout: float = 60.0) -> tuple[Process, Process]:
         """SIGTERM the triggerer by PID, wait for it to exit, start a new one; returns (old, new)."""
         old = self.components.pop("triggerer")
         self.retired.append(old)
         old.stop(timeout=timeout)
         if old.killed:
-            raise DeploymentError(
+            raise HarnessError(
                 f"the triggerer (pid {old.pid}) did not exit within {timeout:.0f} s of SIGTERM\n"
                 + self.diagnostics()
             )
         return old, self.start_again("triggerer", old)
 
-    def crash(self, name: str) -> Component:
+    def crash(self, name: str) -> Process:
         """SIGKILL a component's own PID (a crash: no cleanup, no goodbye to the DB); it is retired.
 
         Its children (a scheduler's LocalExecutor workers and their tasks, a triggerer's trigger
@@ -527,40 +247,35 @@ class Deployment:
         """
         component = self.components.pop(name)
         self.retired.append(component)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(component.pid, signal.SIGKILL)
-        component.popen.wait(timeout=30)
-        component.killed = True
+        component.crash()
         return component
 
-    def start_again(self, name: str, old: Component) -> Component:
+    def start_again(self, name: str, old: Process) -> Process:
         """Start ``name`` again with ``old``'s command line; its output goes to ``<name>-<n>.log``."""
         log_name = f"{name}-{len(self.retired) + 1}"
-        args = [str(a) for a in old.popen.args] if isinstance(old.popen.args, list) else [str(old.popen.args)]
-        self._start(log_name, args)
+        self._start(log_name, old.args)
         new = self.components.pop(log_name)
         self.components[name] = new
         return new
+
+    def respawn(self, name: str) -> Process:
+        """Start an Airflow component that has exited again, with its own command line (what a
+        service manager's restart policy does); the exited one is kept in :attr:`retired`."""
+        old = self.components.pop(name)
+        if old.alive:
+            self.components[name] = old
+            raise HarnessError(f"{name} (pid {old.pid}) is still running")
+        old.stop()  # reaps it and sweeps its process group
+        self.retired.append(old)
+        return self._start(name, old.args)
 
     def logs_of(self, name: str) -> list[Path]:
         """The output files of every process that ran as ``name`` (``scheduler.log``, ``scheduler-3.log``)."""
         return sorted(self.proc_logs.glob(f"{name}.log")) + sorted(self.proc_logs.glob(f"{name}-*.log"))
 
-    def session_alive(self, component: Component) -> bool:
-        """Whether any process is left in the session ``component`` led (e.g. orphans of a crash)."""
-        try:
-            os.killpg(component.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def component_environ(self, name: str) -> dict[str, str]:
         """The environment a running component really got (``/proc/<pid>/environ``)."""
-        raw = Path(f"/proc/{self.components[name].pid}/environ").read_bytes()
-        pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-        return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
+        return self.components[name].environ()
 
     @staticmethod
     def _conn(url: str, key: str, extra: Mapping[str, Any] | None = None) -> str:
@@ -573,10 +288,10 @@ class Deployment:
     # ---- waiting, with the evidence in the failure message
     def check_alive(self) -> None:
         dead = [c for c in self.components.values() if not c.alive]
-        dead += [f.component for f in self.fakes.values() if not f.component.alive]
+        dead += [f.process for f in self.fakes.values() if not f.process.alive]
         if dead:
             names = ", ".join(f"{c.name} (exit {c.popen.returncode})" for c in dead)
-            raise DeploymentError(f"component(s) died: {names}\n{self.diagnostics()}")
+            raise HarnessError(f"component(s) died: {names}\n{self.diagnostics()}")
 
     def wait_until(self, what: str, probe: Callable[[], T], *, timeout: float, interval: float = 0.5) -> T:
         def checked() -> T:
@@ -586,23 +301,13 @@ class Deployment:
         return wait_until(what, checked, timeout=timeout, interval=interval, diagnostics=self.diagnostics)
 
     def diagnostics(self, lines: int = 60) -> str:
-        parts = []
-        for log in sorted(self.proc_logs.glob("*.log")):
-            parts.append(f"----- {log.name} (last {lines} lines) -----\n{tail(log, lines)}")
-        return "\n".join(parts)
+        return log_tails(sorted(self.proc_logs.glob("*.log")), lines)
 
     # ---- REST API (simple auth manager, all admins: no login)
-    def _api_healthy(self) -> bool:
-        try:
-            resp = self._api.get(f"{self.api_url}/api/v2/monitor/health", timeout=5)
-        except requests.RequestException:
-            return False
-        return resp.status_code == 200
-
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self._api.request(method, f"{self.api_url}/api/v2{path}", timeout=30, **kwargs)
         if resp.status_code >= 400:
-            raise DeploymentError(f"{method} /api/v2{path} -> {resp.status_code}: {resp.text[:2000]}")
+            raise HarnessError(f"{method} /api/v2{path} -> {resp.status_code}: {resp.text[:2000]}")
         return resp.json() if resp.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
@@ -659,18 +364,6 @@ class Deployment:
             (dag_id, run_id, task_id),
         )
         return {r["map_index"]: decode_xcom(r["value"]) for r in rows}
-
-    def deferral_settled(self, row: Mapping[str, Any]) -> bool:
-        """Whether the scheduler has processed the worker's exit for every deferral of a deferred TI
-        (a :meth:`deferred_sensors` row)."""
-        if self._watcher is None:
-            self._watcher = DeferralWatcher(self.components["scheduler"].log)
-        self._watcher.refresh()
-        if self._watcher.settled(row["ti_id"]):
-            return True
-        created = datetime.datetime.fromisoformat(row["created_date"]).replace(tzinfo=datetime.timezone.utc)
-        age = datetime.datetime.now(datetime.timezone.utc) - created
-        return age.total_seconds() > SETTLE_FALLBACK_SECONDS
 
     def deferred_sensors(self, dag_id: str, run_id: str, task_id: str) -> list[sqlite3.Row]:
         """Deferred TIs of ``task_id`` with their trigger row (recorded in :attr:`trigger_rows`)."""

@@ -21,15 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
-from tests.e2e.deployment import (
-    CREATE_PATH,
-    MIN_DEFERRAL_ENV,
-    STATUS_PATH,
-    TRIGGER_CLASSPATH,
-    Deployment,
-    decode_xcom,
-)
-from tests.e2e.timeline import deferrals, describe_spread
+from airflow_provider_jogg.protocol import CREATE_PATH
+from tests.e2e.deployment import MIN_DEFERRAL_ENV, TRIGGER_CLASSPATH, Deployment, decode_xcom
+from tests.harness import timeline as tl
+from tests.harness.fake import STATUS_ROUTE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLE = "example_jogg_lip_sync"
 SENSOR = "wait_for_lip_sync"
-BATCH = "jogg_e2e_batch"
+BATCH = "jogg_batch"
 AIOHTTP_UA = "aiohttp/"  # the trigger's client: "Python/3.x aiohttp/3.x"
 REQUESTS_UA = "python-requests/"  # the worker's client
 
@@ -81,17 +76,29 @@ def triggerer_job_of(path: Path) -> int:
     return int(path.name.rsplit(".", 2)[-2])
 
 
+def polled_in(dep: Deployment, dag_id: str, run_id: str, job_id: int, jogg_id: str) -> list[Path]:
+    """The sensor's trigger logs written by triggerer job ``job_id`` that show a "processing" answer
+    for the Jogg task."""
+    return [
+        path
+        for path in trigger_logs(dep, dag_id, run_id, SENSOR)
+        if triggerer_job_of(path) == job_id
+        and any(e.get("event", "").startswith(f"Jogg task {jogg_id} is processing") for e in log_events(path))
+    ]
+
+
 def status_requests(requests: list[dict[str, Any]], jogg_task_id: str) -> list[dict[str, Any]]:
-    return [r for r in requests if r["method"] == "GET" and r["path"] == STATUS_PATH + jogg_task_id]
+    return [r for r in requests if r["method"] == "GET" and r["path"] == STATUS_ROUTE + jogg_task_id]
 
 
 def wait_deferred_in_triggerer(
-    dep: Deployment, dag_id: str, run_ids: list[str], timeout: float = 240
+    dep: Deployment, dag_id: str, run_ids: list[str], timeout: float = 240, not_in_job: int | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer has picked up and
-    the trigger has polled Jogg at least once (its log says so). Returns run_id -> the trigger row (plus
-    the trigger log file). Like a user, it does not wait for the scheduler to acknowledge anything: the
-    provider's deferral floor is what keeps Airflow's deferral race away."""
+    """Wait until each run's sensor is deferred on a LipSyncTrigger that a triggerer (other than job
+    ``not_in_job``) has picked up and the trigger has polled Jogg at least once (its log says so).
+    Returns run_id -> the trigger row (plus the Jogg task id and the trigger log file). Like a user,
+    it does not wait for the scheduler to acknowledge anything: the provider's deferral floor is what
+    keeps Airflow's deferral race away."""
     found: dict[str, dict[str, Any]] = {}
 
     def probe() -> bool:
@@ -99,18 +106,10 @@ def wait_deferred_in_triggerer(
             if run_id in found:
                 continue
             for row in dep.deferred_sensors(dag_id, run_id, SENSOR):
-                if row["classpath"] != TRIGGER_CLASSPATH or row["triggerer_id"] is None:
+                if row["classpath"] != TRIGGER_CLASSPATH or row["triggerer_id"] in (None, not_in_job):
                     continue
                 jogg_id = json.loads(dep.decrypt_trigger_kwargs(row["kwargs"]))["jogg_task_id"]
-                polled = [
-                    path
-                    for path in trigger_logs(dep, dag_id, run_id, SENSOR)
-                    if triggerer_job_of(path) == row["triggerer_id"]
-                    and any(
-                        e.get("event", "").startswith(f"Jogg task {jogg_id} is processing")
-                        for e in log_events(path)
-                    )
-                ]
+                polled = polled_in(dep, dag_id, run_id, row["triggerer_id"], jogg_id)
                 if polled:
                     found[run_id] = {**dict(row), "jogg_task_id": jogg_id, "trigger_log": polled[0]}
         return len(found) == len(run_ids)
@@ -194,9 +193,9 @@ def test_example_dag_waits_in_the_triggerer(deployment: Deployment, report) -> N
     worker_events = [e.get("event", "") for e in log_events(worker_log)]
     assert any(e.startswith("Pausing task as DEFERRED") for e in worker_events), worker_events
     assert not any("since this wait started" in e for e in worker_events), worker_events
-    (deferral,) = deferrals(dep.task_logs, dep.logs_of("scheduler"), EXAMPLE, run_id, SENSOR)
+    (deferral,) = tl.build(dep.logs_of("scheduler"), dep.task_logs, EXAMPLE, SENSOR, [run_id]).deferrals
     # the floor was computed just before the deferral was logged (a loaded machine: a few seconds)
-    assert 0 <= deferral.paused_at - (kwargs["not_before"] - DEFAULT_MIN_DEFERRAL_SECONDS) < 10
+    assert 0 <= deferral.at - (kwargs["not_before"] - DEFAULT_MIN_DEFERRAL_SECONDS) < 10
 
     polls = status_requests(dep.default_fake.requests(), jogg_id)
     agents = [r["headers"].get("user-agent", "") for r in polls]
@@ -207,12 +206,12 @@ def test_example_dag_waits_in_the_triggerer(deployment: Deployment, report) -> N
     # the trigger held back until not_before: no poll (and so no event) before it
     assert polls[1]["time"] >= kwargs["not_before"], (polls[1]["time"], kwargs["not_before"])
     assert deferral.processed is not None
-    assert deferral.processed.state == "deferred"
+    assert deferral.processed.ti_state == "deferred"
     assert deferral.fired_at is not None
     assert deferral.fired_at > deferral.processed.at
     report(
         f"example DAG: run {run_id} succeeded in {time.monotonic() - started:.1f} s; first trigger poll "
-        f"{polls[1]['time'] - deferral.paused_at:.1f} s after the deferral (floor "
+        f"{polls[1]['time'] - deferral.at:.1f} s after the deferral (floor "
         f"{DEFAULT_MIN_DEFERRAL_SECONDS:g} s), the scheduler processed the deferral after "
         f"{deferral.window:.1f} s; "
         f"{len(agents) - 1} status polls from the triggerer (job {seen['triggerer_id']}), "
@@ -245,30 +244,7 @@ def test_triggerer_restart_keeps_deferred_sensors(deployment: Deployment, report
 
     # The new triggerer adopts the same trigger rows and polls them again (new log files named
     # after its own job id).
-    after: dict[str, dict[str, Any]] = {}
-
-    def adopted() -> bool:
-        for run_id in runs:
-            if run_id in after:
-                continue
-            for row in dep.deferred_sensors(EXAMPLE, run_id, SENSOR):
-                if row["triggerer_id"] in (None, old_job):
-                    continue
-                jogg_id = before[run_id]["jogg_task_id"]
-                polled = [
-                    p
-                    for p in trigger_logs(dep, EXAMPLE, run_id, SENSOR)
-                    if triggerer_job_of(p) == row["triggerer_id"]
-                    and any(
-                        e.get("event", "").startswith(f"Jogg task {jogg_id} is processing")
-                        for e in log_events(p)
-                    )
-                ]
-                if polled:
-                    after[run_id] = {**dict(row), "trigger_log": polled[0]}
-        return len(after) == len(runs)
-
-    dep.wait_until("the new triggerer to adopt and poll the deferred sensors", adopted, timeout=240)
+    after = wait_deferred_in_triggerer(dep, EXAMPLE, list(runs), not_in_job=old_job)
     new_jobs = {row["triggerer_id"] for row in after.values()}
     assert len(new_jobs) == 1, new_jobs
     assert old_job not in new_jobs, (old_job, new_jobs)
@@ -336,15 +312,15 @@ def assert_batch_delivered(dep: Deployment, run_id: str, pairs: int) -> dict[str
         created = tasks[jogg_id]
         assert created["video_url"] == made[index]["video_url"]
         assert created["video_url"].startswith(
-            f"https://media.example.com/e2e/{run_id}/video-{index:03d}.mp4"
+            f"https://media.example.com/batch/{run_id}/video-{index:03d}.mp4"
         )
         assert created["audio_url"] == made[index]["audio_url"]
-        assert created["audio_url"] == f"https://media.example.com/e2e/{run_id}/audio-{index:03d}.mp3"
+        assert created["audio_url"] == f"https://media.example.com/batch/{run_id}/audio-{index:03d}.mp3"
     collected = dep.xcoms(BATCH, run_id, "collect")[-1]
     assert collected == {"count": pairs, "task_ids": [jogg_ids[i] for i in range(pairs)]}
 
     recorded = fake.requests()
-    mine = [r for r in recorded if r["path"] == CREATE_PATH and f"/e2e/{run_id}/" in str(r["json"])]
+    mine = [r for r in recorded if r["path"] == CREATE_PATH and f"/batch/{run_id}/" in str(r["json"])]
     accepted = [r for r in mine if r["status"] == 200]
     assert all(r["status"] == 429 for r in mine if r["status"] != 200), collections.Counter(
         r["status"] for r in mine
@@ -352,7 +328,7 @@ def assert_batch_delivered(dep: Deployment, run_id: str, pairs: int) -> dict[str
     by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
     assert len(by_pair) == pairs
     assert set(by_pair.values()) == {1}, {pair: n for pair, n in by_pair.items() if n != 1}
-    assert sum(1 for t in tasks.values() if f"/e2e/{run_id}/" in t["video_url"]) == pairs
+    assert sum(1 for t in tasks.values() if f"/batch/{run_id}/" in t["video_url"]) == pairs
     return {"jogg_ids": jogg_ids, "tasks": tasks, "recorded": recorded, "creates": mine}
 
 
@@ -416,17 +392,16 @@ def test_batch_survives_the_deferral_race_and_a_triggerer_crash(
     states = dep.wait_for_runs(BATCH, [run_id], timeout=900)
     finished = time.monotonic()
     not_ok, mismatches = lost_and_mismatched(dep, run_id)
-    timeline = deferrals(dep.task_logs, dep.logs_of("scheduler"), BATCH, run_id, "wait")
-    raced = [d for d in timeline if d.fired_first]
-    unprocessed = [d for d in timeline if d.processed is None]
-    windows = [d.window for d in timeline if d.window is not None]
+    line = tl.build(dep.logs_of("scheduler"), dep.task_logs, BATCH, "wait", [run_id])
+    timeline = line.deferrals
+    raced, unprocessed, windows = line.raced, line.unprocessed, line.windows
     margins = [d.fired_at - d.processed.at for d in timeline if d.processed and d.fired_at]
     report(
         f"race rep {repetition}: {RACE_PAIRS} pairs, run {states[run_id]} in {finished - started:.1f} s; "
         f"task instances not successful: {len(not_ok)} {sorted(not_ok.items())[:6]}; state mismatches: "
         f"{len(mismatches)}; deferrals {len(timeline)}, triggers that fired before the scheduler processed "
         f"the deferral: {len(raced)}; scheduler processed the executor event of a deferral "
-        f"{describe_spread(windows)} after it; triggers fired {describe_spread(margins)} after that; "
+        f"{tl.format_summary(windows)} after it; triggers fired {tl.format_summary(margins)} after that; "
         f"triggerer job {old_job} (pid {crashed.pid}) SIGKILLed {crashed_after:.1f} s into the run "
         f"with {len(in_triggerer)} LipSyncTriggers"
     )
@@ -445,7 +420,7 @@ def test_batch_survives_the_deferral_race_and_a_triggerer_crash(
     # once, and every deferral was processed.
     assert not raced, raced
     assert not unprocessed, unprocessed
-    assert all(d.processed is not None and d.processed.state == "deferred" for d in timeline)
+    assert all(d.processed is not None and d.processed.ti_state == "deferred" for d in timeline)
     assert sorted(d.map_index for d in timeline) == list(range(RACE_PAIRS)), timeline
     # The scenario did provoke the race: Jogg tasks that had ended before the scheduler had processed
     # their deferral. A trigger polling at once would have fired inside the window for each of them.
@@ -463,7 +438,7 @@ def test_batch_survives_the_deferral_race_and_a_triggerer_crash(
     checks = [
         r
         for r in delivered["recorded"]
-        if r["path"][len(STATUS_PATH) :] in set(delivered["jogg_ids"].values())
+        if r["path"][len(STATUS_ROUTE) :] in set(delivered["jogg_ids"].values())
         and REQUESTS_UA in r["headers"].get("user-agent", "")
     ]
     limited_checks = [r for r in checks if r["status"] == 429]
@@ -478,7 +453,7 @@ def test_batch_survives_the_deferral_race_and_a_triggerer_crash(
     fired_before = {i for i in waiting if (by_index[i].fired_at or crashed_at) < crashed_at}
     assert waiting <= adopted | fired_before, sorted(waiting - adopted - fired_before)
     dep.wait_until(
-        "the crashed triggerer's trigger runner to exit", lambda: not dep.session_alive(crashed), timeout=120
+        "the crashed triggerer's trigger runner to exit", lambda: not crashed.session_alive(), timeout=120
     )
     statuses = collections.Counter(r["status"] for r in delivered["recorded"])
     report(
@@ -509,7 +484,7 @@ def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
 
     # Mid-batch: a quarter of the creates answered, the rest still to come.
     def quarter_created() -> bool:
-        accepted = [r for r in fake.creates() if r["status"] == 200 and f"/e2e/{run_id}/" in str(r["json"])]
+        accepted = [r for r in fake.creates() if r["status"] == 200 and f"/batch/{run_id}/" in str(r["json"])]
         return len(accepted) >= CRASH_PAIRS // 4
 
     dep.wait_until("a quarter of the batch's creates", quarter_created, timeout=600, interval=0.2)
@@ -538,7 +513,7 @@ def test_scheduler_crash_mid_batch(deployment: Deployment, report) -> None:
         )
         if "Reattaching to Jogg task" in path.read_text(errors="replace")
     ]
-    creates = [r for r in fake.creates() if f"/e2e/{run_id}/" in str(r["json"])]
+    creates = [r for r in fake.creates() if f"/batch/{run_id}/" in str(r["json"])]
     accepted = sum(1 for r in creates if r["status"] == 200)
     # work the crashed scheduler had queued, which its orphaned LocalExecutor workers ran after it died
     orphaned = [
@@ -647,11 +622,11 @@ def test_api_key_never_stored(deployment: Deployment, e2e_keys: dict[str, str], 
     # Error paths are where keys leak: make the trigger of one run see 5xx answers (logged, retried)
     # and let another Jogg task fail (the sensor raises with Jogg's message).
     flaky_id = seen[flaky_run]["jogg_task_id"]
-    fake.add_fault(kind="status", status=503, path=STATUS_PATH + flaky_id, times=2)
-    fake.add_fault(kind="html", status=502, path=STATUS_PATH + flaky_id, times=1)
+    fake.add_fault(kind="status", status=503, path=STATUS_ROUTE + flaky_id, times=2)
+    fake.add_fault(kind="html", status=502, path=STATUS_ROUTE + flaky_id, times=1)
 
     def faults_consumed() -> bool:
-        return not any(f["path"] == STATUS_PATH + flaky_id for f in fake.faults())
+        return not any(f["path"] == STATUS_ROUTE + flaky_id for f in fake.faults())
 
     dep.wait_until("the trigger to run into the injected 5xx answers", faults_consumed, timeout=120)
     fake.set_status(seen[ok_run]["jogg_task_id"], "success")

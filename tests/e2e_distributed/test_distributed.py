@@ -2,12 +2,12 @@
 metadata DB, two Celery workers, two triggerers, api-server, scheduler, dag-processor, and fake Jogg
 servers, all on loopback (see ``services.py``).
 
-The DAG is written as a user writes it (``dags/jogg_dist_user_batch.py``: a mapped batch, one
+The DAG is written as a user writes it (``tests/harness/dags/jogg_batch.py``: a mapped batch, one
 ``LipSyncOperator`` and one deferrable ``LipSyncSensor`` per pair, Airflow's default ``retries`` of
 0), the connection has default extras, and the test never waits for the scheduler before it lets a
 Jogg task finish. The fake account answers 429 (``Retry-After: 1``) above a few requests per second,
 so that first checks before a deferral are refused, and its Jogg tasks finish at a spread of times
-(:data:`~tests.e2e_distributed.services.USER_LANES`): before the sensor's first check, within
+(:data:`USER_LANES`): before the sensor's first check, within
 seconds of its deferral, and long after it.
 
 1. :func:`test_user_batch_no_wait_lost`: mid-batch, the triggerer holding the most waits is
@@ -40,15 +40,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_jogg.completion import DEFAULT_MIN_DEFERRAL_SECONDS
-from tests.e2e.deployment import CREATE_PATH, STATUS_PATH, TRIGGER_CLASSPATH, wait_until
-from tests.e2e_distributed import timeline
-from tests.e2e_distributed.services import (
-    TRIGGERER_NAMES,
-    USER_LANES,
-    WORKER_NAMES,
-    DistributedDeployment,
-    leftover_processes,
-)
+from airflow_provider_jogg.protocol import CREATE_PATH
+from airflow_provider_jogg.testing.server import FINISH_AFTER_POLL
+from tests.e2e.deployment import TRIGGER_CLASSPATH
+from tests.e2e_distributed.services import TRIGGERER_NAMES, WORKER_NAMES, DistributedDeployment
+from tests.harness import timeline
+from tests.harness.fake import STATUS_ROUTE
+from tests.harness.processes import leftover_processes
+from tests.harness.waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,11 +55,16 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e_distributed
 
-BATCH = "jogg_dist_user_batch"
+BATCH = "jogg_batch"
 SENSOR = "wait"
 PAIRS = int(os.environ.get("JOGG_E2E_DIST_PAIRS", "48"))
-LANES = [marker.strip("/") for marker in USER_LANES]
-LATE = "late"
+#: the lanes of the batch (its ``finish_after_poll`` param, cycled over the pairs): seconds from the
+#: fake's first status answer about a Jogg task (the sensor's check before it defers, or the
+#: trigger's first poll when that check was refused with 429) until it finishes; ``None``: until the
+#: test finishes it. Jogg tasks that finish within seconds of their deferral, however loaded the
+#: machine, next to tasks that finish long after it.
+USER_LANES: list[float | None] = [1.0, 4.0, 7.0, 13.0, 26.0, None]
+LATE = None
 #: kill a triggerer once this many LipSyncTriggers are assigned to triggerers ...
 KILL_AT = max(2, PAIRS // 4)
 #: ... and each triggerer holds at least one wait of the late lane (still waiting after the adoption)
@@ -78,9 +82,9 @@ NOT_YET_DEFERRED = (None, "scheduled", "queued", "running", "up_for_retry", "up_
 RESTART_PAIRS = 12
 
 
-def lane_of(map_index: int) -> str:
+def lane_of(map_index: int) -> float | None:
     """The lane the DAG gives pair ``map_index`` (``lanes[i % len(lanes)]``)."""
-    return LANES[map_index % len(LANES)]
+    return USER_LANES[map_index % len(USER_LANES)]
 
 
 def trigger_logs(dep: DistributedDeployment, run_id: str, map_index: int) -> list[Path]:
@@ -156,18 +160,21 @@ def state_mismatches(dep: DistributedDeployment, run_id: str) -> list[tuple[str,
 
 def finish_late_tasks(dep: DistributedDeployment, run_id: str) -> int:
     """Let every Jogg task of the late lane created so far finish now; returns how many were finished."""
-    fake = dep.dist_fake
+    fake = dep.load_fake
     done = 0
     for jogg_id, task in fake.tasks().items():
-        if f"/{run_id}/{LATE}/" in task["video_url"] and task["status"] == "processing":
+        url = task["video_url"]
+        if f"/batch/{run_id}/" in url and FINISH_AFTER_POLL not in url and task["status"] == "processing":
             fake.set_status(jogg_id, "success")
             done += 1
     return done
 
 
-def check_pairs(dep: DistributedDeployment, run_id: str, pairs: int, lanes: list[str]) -> dict[str, Any]:
+def check_pairs(
+    dep: DistributedDeployment, run_id: str, pairs: int, lanes: list[float | None]
+) -> dict[str, Any]:
     """Exactly one accepted create per pair, and each pair's result is its own Jogg task's."""
-    fake = dep.dist_fake
+    fake = dep.load_fake
     jogg_ids: dict[int, str] = dep.xcoms(BATCH, run_id, "lip_sync")
     assert sorted(jogg_ids) == list(range(pairs))
     made = dep.xcoms(BATCH, run_id, "make_pairs")[-1]
@@ -181,10 +188,10 @@ def check_pairs(dep: DistributedDeployment, run_id: str, pairs: int, lanes: list
         assert results[index]["status"] == "success", index
         assert results[index]["result_url"], index
         lane = lanes[index % len(lanes)]
-        base = f"https://media.example.com/dist/{run_id}/{lane}"
-        assert tasks[jogg_id]["video_url"] == made[index]["video_url"] == f"{base}/video-{index:03d}.mp4", (
-            index
-        )
+        base = f"https://media.example.com/batch/{run_id}"
+        marker = "" if lane is None else f"?{FINISH_AFTER_POLL}={lane:g}"
+        video = f"{base}/video-{index:03d}.mp4{marker}"
+        assert tasks[jogg_id]["video_url"] == made[index]["video_url"] == video, index
         assert tasks[jogg_id]["audio_url"] == made[index]["audio_url"] == f"{base}/audio-{index:03d}.mp3", (
             index
         )
@@ -196,14 +203,16 @@ def check_pairs(dep: DistributedDeployment, run_id: str, pairs: int, lanes: list
     creates = [
         r
         for r in recorded
-        if r["method"] == "POST" and r["path"] == CREATE_PATH and f"/dist/{run_id}/" in r["json"]["video_url"]
+        if r["method"] == "POST"
+        and r["path"] == CREATE_PATH
+        and f"/batch/{run_id}/" in r["json"]["video_url"]
     ]
     accepted = [r for r in creates if r["status"] == 200]
     by_pair = collections.Counter((r["json"]["video_url"], r["json"]["audio_url"]) for r in accepted)
     assert len(accepted) == pairs, collections.Counter(r["status"] for r in creates)
     assert set(by_pair.values()) == {1}
     assert all(r["status"] == 429 for r in creates if r["status"] != 200)
-    assert sum(1 for t in tasks.values() if f"/dist/{run_id}/" in t["video_url"]) == pairs
+    assert sum(1 for t in tasks.values() if f"/batch/{run_id}/" in t["video_url"]) == pairs
     return {"jogg_ids": jogg_ids, "creates": creates, "accepted": accepted, "recorded": recorded}
 
 
@@ -220,7 +229,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     dep.wait_for_dag(BATCH)
     run_id = f"e2e-dist-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    dep.trigger(BATCH, run_id, {"pairs": PAIRS, "tag": run_id, "lanes": LANES})
+    dep.trigger(BATCH, run_id, {"pairs": PAIRS, "tag": run_id, "finish_after_poll": USER_LANES})
 
     def run_over() -> bool:
         return dep.run_state(BATCH, run_id) in ("success", "failed")
@@ -256,7 +265,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     victim_name, survivor_name = name_of[victim_job], name_of[survivor_job]
 
     # ---- 2. SIGKILL the triggerer holding the most waits (its own PID; no SIGTERM, no cleanup)
-    killed = dep.kill_triggerer(victim_name)
+    killed = dep.crash(victim_name)
     killed_at = time.time()
     t_kill = time.monotonic()
     victim_triggers = {r["trigger_id"]: r for r in rows if r["triggerer_id"] == victim_job}
@@ -324,7 +333,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     ti_states = dep.task_states(BATCH, run_id)
     not_ok = {k: v for k, v in ti_states.items() if v != "success"}
     mismatches = state_mismatches(dep, run_id)
-    line = timeline.build(dep.components["scheduler"].log, dep.task_logs, BATCH, SENSOR, [run_id])
+    line = timeline.build(dep.logs_of("scheduler"), dep.task_logs, BATCH, SENSOR, [run_id])
     early = line.early()
     report(
         f"no-wait-lost batch ({PAIRS} pairs, retries 0, run {run_state}): {len(not_ok)} task instances "
@@ -362,7 +371,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
     assert min(floors) >= DEFAULT_FLOOR_SECONDS - 1.0, sorted(floors)[:5]
 
     # ---- 7. each pair created once, its own result; the adopted waits polled again after the kill
-    checked = check_pairs(dep, run_id, PAIRS, LANES)
+    checked = check_pairs(dep, run_id, PAIRS, USER_LANES)
     recorded = checked["recorded"]
     statuses = collections.Counter(r["status"] for r in recorded)
     assert set(statuses) <= {200, 429}, statuses
@@ -371,7 +380,7 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
             r
             for r in recorded
             if r["method"] == "GET"
-            and r["path"] == STATUS_PATH + row["jogg_task_id"]
+            and r["path"] == STATUS_ROUTE + row["jogg_task_id"]
             and r["time"] > killed_at
         ]
         assert any(AIOHTTP_UA in r["headers"].get("user-agent", "") and r["status"] == 200 for r in polls), (
@@ -383,13 +392,13 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
         r
         for r in recorded
         if r["method"] == "GET"
-        and r["path"].startswith(STATUS_PATH)
-        and r["path"][len(STATUS_PATH) :] in jogg_ids
+        and r["path"].startswith(STATUS_ROUTE)
+        and r["path"][len(STATUS_ROUTE) :] in jogg_ids
         and REQUESTS_UA in r["headers"].get("user-agent", "")
     ]
     refused_checks = sum(1 for r in worker_checks if r["status"] == 429)
     assert refused_checks > 0, "no first check hit the rate limit: the scenario lost its 429s"
-    by_lane = collections.Counter(lane_of(i) for i in deferred_pairs)
+    by_lane = collections.Counter(str(lane_of(i)) for i in deferred_pairs)
 
     report(
         f"no-wait-lost batch: {PAIRS} pairs in {finished - started:.1f} s; SIGKILL of {victim_name} (job "
@@ -401,14 +410,14 @@ def test_user_batch_no_wait_lost(distributed: DistributedDeployment, report: Cal
         f"{finished - t_finish:.1f} s later"
     )
     report(
-        f"window on CeleryExecutor (deferral -> 'Received executor event with state success' for that "
+        f"window on CeleryExecutor (deferral -> the scheduler's 'TaskInstance Finished' line for that "
         f"run): {timeline.format_summary(windows)}; deferrals per lane {dict(sorted(by_lane.items()))} "
         f"({PAIRS - len(deferred_pairs)} sensors finished at their first check); LipSyncTrigger events "
         f"after that processing by {timeline.format_summary(margins)}; not_before - deferral "
         f"{timeline.format_summary(floors)}"
     )
     report(
-        f"jogg_dist: {len(recorded)} API requests at a {dep.dist_rate_limit:g} req/s limit, "
+        f"jogg_load: {len(recorded)} API requests at a {dep.load_rate_limit:g} req/s limit, "
         f"{statuses[429]} answered 429; first checks from workers {len(worker_checks)}, "
         f"{refused_checks} answered 429; {len(checked['accepted'])} accepted creates "
         f"({len(checked['creates']) - len(checked['accepted'])} create POSTs answered 429)"
@@ -424,7 +433,7 @@ def test_postgres_restart_while_waits_are_deferred(
     dep.wait_for_dag(BATCH)
     run_id = f"e2e-dist-pg-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    dep.trigger(BATCH, run_id, {"pairs": RESTART_PAIRS, "tag": run_id, "lanes": [LATE]})
+    dep.trigger(BATCH, run_id, {"pairs": RESTART_PAIRS, "tag": run_id, "finish_after_poll": [LATE]})
 
     # ---- 1. every wait is deferred on a LipSyncTrigger held by a live triggerer
     live_jobs = {dep.triggerer_job_ids[name] for name in dep.components if name in dep.triggerer_job_ids}
@@ -487,9 +496,9 @@ def test_postgres_restart_while_waits_are_deferred(
     ti_states = dep.task_states(BATCH, run_id)
     not_ok = {k: v for k, v in ti_states.items() if v != "success"}
     sensors_ok = sum(1 for (task, _), state in ti_states.items() if task == SENSOR and state == "success")
-    fake = dep.dist_fake
+    fake = dep.load_fake
     accepted = [
-        r for r in fake.creates() if r["status"] == 200 and f"/dist/{run_id}/" in r["json"]["video_url"]
+        r for r in fake.creates() if r["status"] == 200 and f"/batch/{run_id}/" in r["json"]["video_url"]
     ]
     duplicated = len(accepted) - len({r["json"]["video_url"] for r in accepted})
     report(

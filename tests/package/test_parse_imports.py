@@ -32,11 +32,15 @@ HEAVY = (
     "httpcore",
     "tenacity",
 )
-#: what a DAG file imports from the provider: the operator and sensor, and sometimes the trigger
+#: what a DAG file imports from the provider: the operator and sensor, the batch's manifest reader,
+#: and sometimes the trigger
 DAG_IMPORTS = (
     "airflow_provider_jogg",
     "airflow_provider_jogg.operators.lip_sync",
     "airflow_provider_jogg.sensors.lip_sync",
+    # the batch operator's pieces, imported with it at parse time
+    "airflow_provider_jogg.batch",
+    "airflow_provider_jogg.batch.manifest",
 )
 TRIGGER_MODULE = "airflow_provider_jogg.triggers.lip_sync"
 #: the provider's modules that bring the HTTP clients (or OpenLineage): loaded when a task runs

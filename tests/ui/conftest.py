@@ -1,8 +1,10 @@
-"""Fixtures for the real-browser UI tests: an Airflow api-server with a fake Jogg server behind it, and
-Debian's Chromium driven by Playwright (``executable_path``; Playwright never downloads a browser).
+"""Level suite ``ui`` (``make ui-test``, ``pytest -p no:xdist -m ui tests/ui``, about a minute): the
+Jogg connection form in a real Airflow UI. An Airflow api-server (SQLite, simple auth manager) with a
+fake Jogg server behind it (:mod:`tests.ui.stack`, on :mod:`tests.harness`), and Debian's Chromium
+driven by Playwright (``executable_path``; Playwright never downloads a browser).
 
-Skipped, with the reason, only when ``/usr/bin/chromium`` or the ``playwright`` package is missing;
-``scripts/install_ui_deps.sh`` installs both.
+Needs ``/usr/bin/chromium`` and the ``playwright`` package (``make ui-deps``); skipped, with the
+reason, only when one of them is missing.
 
 Environment:
 - ``JOGG_UI_SCREENSHOT_DIR``: where the screenshots go (``make ui-screenshots`` sets ``docs/images``);

@@ -15,91 +15,20 @@ tails for a failure report. The API key reaches the fake server on its command l
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import requests
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-AIRFLOW = str(VENV_BIN / "airflow")
-SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-
-T = TypeVar("T")
-
-
-class StackError(AssertionError):
-    """A process did not start or a wait ran out; the message carries the logs."""
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def wait_until(what: str, probe: Callable[[], T], *, timeout: float, interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise StackError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-@dataclass
-class Process:
-    """One child process in its own session, output in ``log``."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to its own PID, SIGKILL after ``timeout``; then anything left in its own session."""
-        proc = self.popen
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        # uvicorn workers live in the session this process leads (its PID is the group id, ours)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+from tests.harness import airflow
+from tests.harness.fake import FakeJogg, start_fake_jogg
+from tests.harness.processes import AIRFLOW, ROOT, Process, log_tails, spawn, tail
+from tests.harness.waiting import HarnessError, free_port, wait_until
 
 
 @dataclass
@@ -109,110 +38,57 @@ class UIStack:
     api_key: str
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jogg-ui-")))
     processes: list[Process] = field(default_factory=list)
-    fake_url: str = ""
+    fake: FakeJogg | None = None
     airflow_url: str = ""
 
     @property
     def home(self) -> Path:
         return self.root / "airflow-home"
 
+    @property
+    def fake_url(self) -> str:
+        return self.fake.url if self.fake is not None else ""
+
     def env(self) -> dict[str, str]:
         """The environment of every Airflow command: this stack's home, nothing from the caller's."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW_HOME"))
-        }
         dags = self.root / "dags"
         dags.mkdir(exist_ok=True)
-        env.update(
-            AIRFLOW_HOME=str(self.home),
-            AIRFLOW__CORE__LOAD_EXAMPLES="False",
-            AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-            AIRFLOW__CORE__AUTH_MANAGER=SIMPLE_AUTH_MANAGER,
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-            PYTHONUNBUFFERED="1",
-        )
-        return env
+        return {**airflow.airflow_env(self.home, dags), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
 
     # --- processes ---
     def _spawn(self, name: str, args: list[str]) -> Process:
-        log = self.root / f"{name}.log"
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        proc = Process(name, popen, log)
+        proc = spawn(name, args, env=self.env(), log_dir=self.root, cwd=ROOT)
         self.processes.append(proc)
         return proc
 
     def start(self) -> UIStack:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._start_fake_jogg()
-        self._migrate()
+        self.fake = start_fake_jogg("fake-jogg", self.api_key, log_dir=self.root, env=self.env())
+        self.processes.append(self.fake.process)
+        airflow.migrate(self.env(), self.root, ROOT)
         self._start_api_server()
         return self
-
-    def _start_fake_jogg(self) -> None:
-        proc = self._spawn(
-            "fake-jogg",
-            [sys.executable, "-m", "airflow_provider_jogg.testing", "--port", "0", "--api-key", self.api_key],
-        )
-
-        def url() -> str | None:
-            if not proc.alive:
-                raise StackError(f"fake Jogg server exited with {proc.popen.returncode}:\n{tail(proc.log)}")
-            match = re.search(r"^JOGG_FAKE_URL=(\S+)$", tail(proc.log, 20), re.MULTILINE)
-            return match.group(1) if match else None
-
-        self.fake_url = str(wait_until("the fake Jogg server to print its URL", url, timeout=60))
-
-    def _migrate(self) -> None:
-        log = self.root / "db-migrate.log"
-        with open(log, "wb") as out:
-            done = subprocess.run(
-                [AIRFLOW, "db", "migrate"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                cwd=ROOT,
-                timeout=300,
-                check=False,
-            )
-        if done.returncode != 0:
-            raise StackError(f"airflow db migrate failed ({done.returncode}):\n{tail(log)}")
 
     def _start_api_server(self, attempts: int = 3) -> None:
         for attempt in range(1, attempts + 1):
             port = free_port()
-            proc = self._spawn(
-                f"api-server-{attempt}", [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)]
-            )
+            proc = self._spawn(f"api-server-{attempt}", airflow.api_server_args(port))
             url = f"http://127.0.0.1:{port}"
 
             def healthy(proc: Process = proc, url: str = url) -> bool | str:
-                if not proc.alive:
-                    return "exited"
-                try:
-                    return requests.get(url + "/api/v2/monitor/health", timeout=5).status_code == 200
-                except requests.RequestException:
-                    return False
+                return "exited" if not proc.alive else airflow.api_healthy(url)
 
-            state = wait_until("the api-server to answer /api/v2/monitor/health", healthy, timeout=180)
+            state = wait_until(
+                "the api-server to answer /api/v2/monitor/health", healthy, timeout=180, interval=0.25
+            )
             if state is True:
                 self.airflow_url = url
                 return
             # exited: most likely somebody took the port between free_port() and bind; try another
             if "address already in use" not in tail(proc.log).lower() or attempt == attempts:
-                raise StackError(f"airflow api-server exited with {proc.popen.returncode}:\n{tail(proc.log)}")
+                raise HarnessError(
+                    f"airflow api-server exited with {proc.popen.returncode}:\n{tail(proc.log)}"
+                )
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -222,15 +98,8 @@ class UIStack:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def diagnostics(self, lines: int = 60) -> str:
-        """The last ``lines`` lines of each process's log, without the api-server's access log."""
-        parts = []
-        for proc in self.processes:
-            text = "\n".join(
-                line for line in tail(proc.log, 100_000).splitlines() if "[http.access]" not in line
-            )
-            last = "\n".join(text.splitlines()[-lines:])
-            parts.append(f"--- {proc.name} (pid {proc.popen.pid}, exit {proc.popen.poll()}) ---\n{last}")
-        return "\n".join(parts)
+        """The last ``lines`` lines of each log, without the api-server's access log."""
+        return log_tails(sorted(self.root.glob("*.log")), lines, drop="[http.access]")
 
     def all_logs(self) -> str:
         return "\n".join(tail(proc.log, 10**9) for proc in self.processes)
@@ -271,6 +140,5 @@ class UIStack:
 
     def fake_requests(self) -> list[dict[str, Any]]:
         """Every /v2 request the fake Jogg server saw (the key itself shows as <valid>/<invalid>)."""
-        resp = requests.get(self.fake_url + "/_fake/requests", timeout=30)
-        resp.raise_for_status()
-        return resp.json()
+        assert self.fake is not None
+        return self.fake.requests()

@@ -14,6 +14,7 @@ import pytest
 
 from airflow_provider_jogg.connection import DEFAULT_MAX_REQUESTS_PER_SECOND, JoggConnectionConfig
 from airflow_provider_jogg.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_jogg.protocol import WHOAMI_PATH
 from tests.ui.conftest import UI_API_KEY, WRONG_API_KEY, missing_ui_deps
 
 try:
@@ -51,7 +52,7 @@ def add_connection(ui: ConnectionsUI, stack: UIStack, conn_id: str, key: str = U
 
 
 def whoami_calls(stack: UIStack) -> list[dict[str, Any]]:
-    return [r for r in stack.fake_requests() if r["path"].endswith("/v2/user/whoami")]
+    return [r for r in stack.fake_requests() if r["path"].endswith(WHOAMI_PATH)]
 
 
 def test_form_shows_jogg_labels_placeholders_and_conn_fields(ui: ConnectionsUI) -> None:

@@ -9,7 +9,8 @@ With an ffmpeg binary the result is *the task's video with the task's audio muxe
 - :mod:`~airflow_provider_jogg.testing.media.binaries`: locating ffmpeg and ffprobe;
 - :mod:`~airflow_provider_jogg.testing.media.tools`: running them and reading their output;
 - :mod:`~airflow_provider_jogg.testing.media.build`: building (and caching) a result;
-- :mod:`~airflow_provider_jogg.testing.media.samples`: the shipped samples.
+- :mod:`~airflow_provider_jogg.testing.media.samples`: the shipped samples;
+- :mod:`~airflow_provider_jogg.testing.media.tag`: the tag naming a result's task and clip.
 
 This package imports the standard library only and runs nothing at import time: ffmpeg is only
 looked up (:func:`resolve_ffmpeg`) when a server is created and only run when a result is built.
@@ -28,11 +29,13 @@ from airflow_provider_jogg.testing.media.samples import (
     regenerate_samples,
     shipped_media,
 )
+from airflow_provider_jogg.testing.media.tag import RESULT_TAG_UUID, result_tag, tag_result
 from airflow_provider_jogg.testing.media.tools import DEFAULT_TIMEOUT, MediaError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MEDIA_DIR",
+    "RESULT_TAG_UUID",
     "SAMPLE_AUDIO",
     "SAMPLE_COVER",
     "SAMPLE_VIDEO",
@@ -45,7 +48,9 @@ __all__ = [
     "regenerate_samples",
     "resolve_ffmpeg",
     "resolve_ffprobe",
+    "result_tag",
     "shipped_media",
+    "tag_result",
 ]
 
 

@@ -46,8 +46,6 @@ from airflow_provider_jogg.testing.server.tasks import (
 from airflow_provider_jogg.testing.server.uploads import UploadStore
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from airflow_provider_jogg.testing.server.tasks import Task
 
 __all__ = [
@@ -99,8 +97,8 @@ class FakeJoggServer:
         auth_error_status: int = 401,
         ffmpeg: str | bool | None = None,
         ffprobe: str | bool | None = None,
-        processing_seconds_by_url: Mapping[str, float | None] | None = None,
-        clock_from_first_status: bool = False,
+        max_recorded_requests: int | None = None,
+        tag_results: bool = False,
     ) -> None:
         """Configure the server (nothing is bound until :meth:`start`).
 
@@ -111,13 +109,18 @@ class FakeJoggServer:
         path cannot be found). ``duration_seconds`` is the duration reported when no ffmpeg is
         used; with ffmpeg the real duration of the result is reported.
 
-        ``processing_seconds_by_url``: marker -> processing seconds (``None``: never finishes) for
-        the tasks whose video or audio URL contains the marker (the first marker found, in the
-        mapping's order); the other tasks use ``processing_seconds``.
+        A task whose video or audio URL carries :data:`FINISH_AFTER_POLL` or
+        :data:`FINISH_AFTER_CREATE` ends when that says, whatever ``processing_seconds``.
 
-        ``clock_from_first_status``: a task stays ``pending`` until the first status answer about it
-        (a request refused with 429 does not count), and its ``pending_seconds`` and processing time
-        run from that moment instead of from its creation.
+        ``max_recorded_requests``: keep at most this many requests in detail (:attr:`requests`,
+        the newest ones; ``0``: none), for long runs such as a batch of thousands of clips. The
+        counts (:meth:`count`, :meth:`count_status`, :attr:`create_count`) stay exact for every
+        request. ``None`` (default): keep every request.
+
+        ``tag_results``: each ``result.mp4`` ends with a small MP4 box naming its task and its
+        video and audio URLs (players skip it), so that a test can check that every result it
+        downloaded belongs to its own clip with :func:`airflow_provider_jogg.testing.media.result_tag`.
+        Off by default: the results are then byte for byte the built (or shipped) media.
         """
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -130,16 +133,6 @@ class FakeJoggServer:
             raise ValueError("processing_seconds must be None or >= 0")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be None or > 0")
-        by_url: list[tuple[str, float | None]] = []
-        for marker, seconds in (processing_seconds_by_url or {}).items():
-            if not isinstance(marker, str) or not marker:
-                raise ValueError("processing_seconds_by_url: markers must be non-empty strings")
-            if seconds is not None and (isinstance(seconds, bool) or not seconds >= 0):
-                raise ValueError(f"processing_seconds_by_url[{marker!r}] must be None or >= 0")
-            by_url.append((marker, None if seconds is None else float(seconds)))
-        #: (marker, processing seconds or ``None``) pairs, in the order they are tried
-        self.processing_seconds_by_url: tuple[tuple[str, float | None], ...] = tuple(by_url)
-        self.clock_from_first_status = bool(clock_from_first_status)
         self.api_key = api_key
         self.host = host
         self.prefix = normalize_prefix(prefix)
@@ -149,6 +142,7 @@ class FakeJoggServer:
         self.rate_limit = None if rate_limit is None else float(rate_limit)
         self.remaining_quota = float(remaining_quota)
         self.auth_error_status = auth_error_status
+        self.tag_results = bool(tag_results)
         #: The ffmpeg binary used to build results, or ``None`` (shipped samples only).
         self.ffmpeg: str | None = _media.resolve_ffmpeg(ffmpeg)
         #: The ffprobe binary used to measure results, or ``None`` (ffmpeg's output is parsed).
@@ -159,7 +153,7 @@ class FakeJoggServer:
         self._listener = Listener()
         self._tasks = TaskBook(self)
         self._uploads = UploadStore()
-        self._requests = RequestLog()
+        self._requests = RequestLog(max_recorded_requests)
         self._faults = FaultList()
         self._bucket = TokenBucket()
 
@@ -301,15 +295,31 @@ class FakeJoggServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Copy of the recorded ``/v2`` API requests, oldest first."""
+        """Copy of the recorded ``/v2`` API requests, oldest first (the newest
+        ``max_recorded_requests`` of them when that is set)."""
         return self._requests.snapshot()
 
+    @property
+    def max_recorded_requests(self) -> int | None:
+        """How many requests are kept in detail (``None``: all); the counts are always exact."""
+        return self._requests.max_records
+
+    @property
+    def dropped_requests(self) -> int:
+        """How many requests are counted but no longer in :attr:`requests` (``max_recorded_requests``)."""
+        return self._requests.dropped
+
+    def counts_by_status(self) -> dict[int, int]:
+        """HTTP status -> how many ``/v2`` requests were answered with it (0: no answer), exact."""
+        return self._requests.counts_by_status()
+
     def count(self, method: str | None = None, path: str | None = None) -> int:
-        """How many recorded requests match ``method`` (any case) and start with ``path``."""
+        """How many ``/v2`` requests match ``method`` (any case) and start with ``path`` (exact, also
+        with ``max_recorded_requests``)."""
         return self._requests.count(method, path)
 
     def count_status(self, status: int) -> int:
-        """How many recorded requests were answered with HTTP ``status`` (0: no answer)."""
+        """How many ``/v2`` requests were answered with HTTP ``status`` (0: no answer), exact."""
         return self._requests.count_status(status)
 
     @property
@@ -318,7 +328,7 @@ class FakeJoggServer:
         return self.count("POST", CREATE_PATH)
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests and their counts."""
         self._requests.clear()
 
     # ------------------------------------------------------------------ faults

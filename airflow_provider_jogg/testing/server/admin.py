@@ -8,19 +8,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from airflow_provider_jogg.api_paths import STATUS_PATH
 from airflow_provider_jogg.testing.server.faults import Fault
 from airflow_provider_jogg.testing.server.responses import NOT_FOUND, Response, envelope, json_response, ok
 
 if TYPE_CHECKING:
     from airflow_provider_jogg.testing.server import FakeJoggServer
 
-__all__ = ["admin_response"]
+__all__ = ["admin_response", "counts"]
+
+
+def counts(fake: FakeJoggServer) -> dict[str, Any]:
+    """Exact counts for a fake run as a subprocess: requests (also those dropped from the detailed
+    log by ``max_recorded_requests``) by route and by status, and tasks by status."""
+    tasks: dict[str, int] = {}
+    for task in fake.tasks.values():
+        tasks[task["status"]] = tasks.get(task["status"], 0) + 1
+    return {
+        "requests": fake.count(),
+        "recorded": fake.count() - fake.dropped_requests,
+        "dropped": fake.dropped_requests,
+        "creates": fake.create_count,
+        "status_polls": fake.count("GET", STATUS_PATH.format(task_id="")),
+        "by_status": {str(status): number for status, number in fake.counts_by_status().items()},
+        "tasks": tasks,
+    }
 
 
 def admin_response(fake: FakeJoggServer, method: str, path: str, body: Any, body_ok: bool) -> Response:
-    """Answer ``/_fake/requests``, ``/_fake/tasks[/{id}]``, ``/_fake/faults`` and ``/_fake/reset``."""
+    """Answer ``/_fake/requests``, ``/_fake/counts``, ``/_fake/tasks[/{id}]``, ``/_fake/faults`` and
+    ``/_fake/reset``."""
     if path == "/_fake/requests" and method == "GET":
         return json_response(200, [record.to_dict() for record in fake.requests])
+    if path == "/_fake/counts" and method == "GET":
+        return json_response(200, counts(fake))
     if path == "/_fake/tasks" and method == "GET":
         return json_response(200, fake.tasks)
     if path == "/_fake/faults":

@@ -5,6 +5,10 @@ With an ffmpeg binary the result is the task's video with its audio muxed in (se
 other URL is replaced by a shipped sample (the machine is offline). It is built once per task, on
 the first status answer or download that needs it. Without ffmpeg the shipped ``sample.mp4`` and
 ``sample_cover.jpg`` are served and the duration is the server's ``duration_seconds``.
+
+Tasks with the same inputs share one build (and every task served the samples shares their bytes),
+so thousands of tasks cost one result in memory. With ``tag_results`` each ``result.mp4`` answer
+carries its task and clip (:func:`airflow_provider_jogg.testing.media.tag_result`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_jogg.testing.server import FakeJoggServer
     from airflow_provider_jogg.testing.server.tasks import Task
 
-__all__ = ["file_response", "media_for", "result_data"]
+__all__ = ["file_response", "media_for", "result_data", "result_tag_of"]
 
 # The server's logger, as before the split: users filter the fake's warnings by this name.
 log = logging.getLogger("airflow_provider_jogg.testing.server")
@@ -53,8 +57,22 @@ def file_response(fake: FakeJoggServer, path: str) -> Response:
         return NOT_FOUND
     built = media_for(fake, task)
     if name == "result.mp4":
-        return Response(200, built.video, "video/mp4")
+        video = built.video
+        if fake.tag_results:
+            # Tagged per answer, not stored: many tasks share one built (or shipped) video.
+            video = media.tag_result(video, result_tag_of(task))
+        return Response(200, video, "video/mp4")
     return Response(200, built.cover, "image/jpeg")
+
+
+def result_tag_of(task: Task) -> dict[str, str]:
+    """What a tagged result says about itself (see ``FakeJoggServer(tag_results=True)``)."""
+    return {
+        "task_id": task.task_id,
+        "video_url": task.video_url,
+        "audio_url": task.audio_url,
+        "playback_type": task.playback_type,
+    }
 
 
 def media_for(fake: FakeJoggServer, task: Task) -> media.BuiltMedia:

@@ -1,16 +1,15 @@
 """Lip-sync tasks of the fake server: their outcome, their clock and the statuses it gives.
 
 A task's status is computed lazily from the wall clock at each answer: ``pending`` for
-``pending_seconds`` after its clock starts, then ``processing`` for its processing time, then
+``pending_seconds`` after its creation, then ``processing`` for ``processing_seconds``, then
 ``success`` (or ``failed`` when its video or audio URL contains ``fail``, or names an asset of this
 server that was never uploaded). No background thread is involved.
 
-Two ways set a task's timing apart from the server's ``processing_seconds``:
-
-- the server's options ``processing_seconds_by_url`` (marker -> processing seconds) and
-  ``clock_from_first_status`` (the clock starts at the first status answer about the task);
-- markers in the query string of the task's video or audio URL: :data:`FINISH_AFTER_POLL` and
-  :data:`FINISH_AFTER_CREATE`, which win over the options.
+A task's own timing is set by a marker in the query string of its video or audio URL:
+:data:`FINISH_AFTER_POLL` (it ends that long after the first status answer about it, however late
+whoever waits for it first asked) or :data:`FINISH_AFTER_CREATE`; it wins over
+``processing_seconds``, so one batch can hold tasks that end right after they are first polled,
+others much later, and (no marker, ``processing_seconds=None``) others never.
 """
 
 from __future__ import annotations
@@ -59,8 +58,6 @@ class TaskTiming(Protocol):
 
     pending_seconds: float
     processing_seconds: float | None
-    processing_seconds_by_url: tuple[tuple[str, float | None], ...]
-    clock_from_first_status: bool
 
 
 @dataclass
@@ -72,12 +69,7 @@ class Task:
     audio_url: str
     playback_type: str
     created_at: float
-    #: when the pending/processing timeline starts (``None``: at the first status answer)
-    clock_start: float | None = None
     failure: str | None = None
-    #: a ``processing_seconds_by_url`` marker matched: ``own_processing_seconds`` replaces the server's
-    has_own_processing: bool = False
-    own_processing_seconds: float | None = None
     forced_status: str | None = None
     forced_error: str | None = None
     forced_at: float | None = None
@@ -155,26 +147,13 @@ class TaskBook:
                 if is_missing_asset(media):
                     failure = f"media fetch failed: {media} was never uploaded"
                     break
-        settings = self._timing
-        own = next(
-            (
-                (True, seconds)
-                for marker, seconds in settings.processing_seconds_by_url
-                if marker in video_url or marker in audio_url
-            ),
-            (False, None),
-        )
-        created_at = time.time()
         task = Task(
             task_id=str(uuid.uuid4()),
             video_url=video_url,
             audio_url=audio_url,
             playback_type=playback_type,
-            created_at=created_at,
-            clock_start=None if settings.clock_from_first_status else created_at,
+            created_at=time.time(),
             failure=failure,
-            has_own_processing=own[0],
-            own_processing_seconds=own[1],
             finish_after_poll=timing.get(FINISH_AFTER_POLL),
             finish_after_create=timing.get(FINISH_AFTER_CREATE),
         )
@@ -205,14 +184,12 @@ class TaskBook:
 
     def answer_status(self, task_id: str) -> StatusAnswer | None:
         """A status request answered for the task (``None``: unknown): its first answer starts the
-        clocks that wait for one (``clock_from_first_status``, :data:`FINISH_AFTER_POLL`)."""
+        clock of a :data:`FINISH_AFTER_POLL` marker."""
         now = time.time()
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
-            if task.clock_start is None:
-                task.clock_start = now  # clock_from_first_status: this is the first answer about it
             if task.first_polled_at is None:
                 task.first_polled_at = now
             status, completed_at = self._status_of(task, now)
@@ -227,14 +204,7 @@ class TaskBook:
         done_at = self._done_at(task)
         if done_at is not None and now >= done_at:
             return ("failed" if task.failure else "success"), done_at
-        if task.finish_after_poll is not None or task.finish_after_create is not None:
-            return ("pending" if now - task.created_at < self._timing.pending_seconds else "processing"), None
-        if task.clock_start is None:
-            return "pending", None
-        elapsed = now - task.clock_start
-        if elapsed < self._timing.pending_seconds:
-            return "pending", None
-        return "processing", None
+        return ("pending" if now - task.created_at < self._timing.pending_seconds else "processing"), None
 
     def _done_at(self, task: Task) -> float | None:
         """When the task ends (``None``: not known yet, or never); a URL marker wins."""
@@ -244,15 +214,10 @@ class TaskBook:
             return task.first_polled_at + task.finish_after_poll
         if task.finish_after_create is not None:
             return task.created_at + task.finish_after_create
-        if task.clock_start is None:
-            return None
         # read at each answer, not at creation: tests may change the server's value on the fly
-        processing = (
-            task.own_processing_seconds if task.has_own_processing else self._timing.processing_seconds
-        )
-        if processing is None:
+        if self._timing.processing_seconds is None:
             return None
-        return task.clock_start + self._timing.pending_seconds + processing
+        return task.created_at + self._timing.pending_seconds + self._timing.processing_seconds
 
     def _snapshot(self, task: Task, now: float) -> dict[str, Any]:
         """The public snapshot of a task (caller holds the lock)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_jogg.testing import media
+from airflow_provider_jogg.testing.media.samples import shipped_bytes
 from tests.media_binaries import FFMPEG
 from tests.unit.testing.media.support import (
     SAMPLE_JPG,
@@ -44,3 +45,12 @@ def test_regenerate_samples(tmp_path: Path) -> None:
     info = probe((tmp_path / "out" / "sample.mp4").read_bytes(), tmp_path)
     assert kinds(info) == [("video", "h264"), ("audio", "aac")]
     assert info["duration"] == pytest.approx(2.0, abs=0.1)
+
+
+def test_shipped_bytes_are_shared_and_follow_a_changed_file(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.bin"
+    sample.write_bytes(b"first")
+    first = shipped_bytes(sample)
+    assert shipped_bytes(sample) is first  # one copy, however many tasks serve it
+    sample.write_bytes(b"second, longer")  # e.g. regenerate_samples()
+    assert shipped_bytes(sample) == b"second, longer"

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import requests
 
 from airflow_provider_jogg.protocol import WHOAMI_PATH
-from tests.unit.testing.server.support import AUDIO, CREATE, VIDEO, create
+from tests.unit.testing.server.support import AUDIO, CREATE, KEY, VIDEO, create, get_task
 
 if TYPE_CHECKING:
-    from airflow_provider_jogg.testing import FakeJoggServer
+    from collections.abc import Callable
 
-    pass
+    from airflow_provider_jogg.testing import FakeJoggServer
 
 
 def test_admin_endpoints(server: FakeJoggServer, session: requests.Session) -> None:
@@ -44,3 +44,26 @@ def test_admin_endpoints(server: FakeJoggServer, session: requests.Session) -> N
     assert task_id in server.tasks  # tasks survive a reset
     assert session.get(server.url + WHOAMI_PATH, timeout=5).status_code == 200
     assert server.count() == 1  # admin calls are never recorded
+
+
+def test_counts_endpoint_counts_what_the_bounded_log_dropped(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    server = make_server(pending_seconds=0, processing_seconds=0, max_recorded_requests=1, rate_limit=1)
+    task_id = create(session, server).json()["data"]["task_id"]
+    assert create(session, server).status_code == 429  # the bucket of 1 request/s is empty
+    server.rate_limit = None
+    get_task(session, server, task_id)
+
+    answer = requests.get(server.root_url + "/_fake/counts", timeout=5)
+    assert KEY not in answer.text
+    counts = answer.json()
+    assert counts == {
+        "requests": 3,
+        "recorded": 1,
+        "dropped": 2,
+        "creates": 2,
+        "status_polls": 1,
+        "by_status": {"200": 2, "429": 1},
+        "tasks": {"success": 1},
+    }

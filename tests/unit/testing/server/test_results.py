@@ -38,34 +38,16 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., FakeJoggServer]]:
-    """Start fake servers whose tasks finish at once, with the wheel's ffmpeg; all stopped at teardown."""
-    started: list[FakeJoggServer] = []
+def make_server(make_server: Callable[..., FakeJoggServer]) -> Callable[..., FakeJoggServer]:
+    """The package's ``make_server``, with tasks that finish at once and the wheel's ffmpeg."""
 
     def make(**kwargs: Any) -> FakeJoggServer:
         kwargs.setdefault("ffmpeg", FFMPEG)
-        kwargs.setdefault("api_key", KEY)
         kwargs.setdefault("pending_seconds", 0)
         kwargs.setdefault("processing_seconds", 0)
-        server = FakeJoggServer(**kwargs)
-        started.append(server)
-        return server.start()
+        return make_server(**kwargs)
 
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop()
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    sess = requests.Session()
-    sess.headers["x-api-key"] = KEY
-    try:
-        yield sess
-    finally:
-        sess.close()
+    return make
 
 
 @pytest.fixture
@@ -336,3 +318,68 @@ def test_stop_does_not_wait_for_a_hanging_ffmpeg(
     assert time.monotonic() - started < 3
     thread.join(5)
     assert len(outcome) == 1
+
+
+@pytest.mark.parametrize("use_ffmpeg", [False, True], ids=["shipped", "ffmpeg"])
+def test_tagged_results_each_name_their_own_clip(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session, tmp_path: Path, use_ffmpeg: bool
+) -> None:
+    server = make_server(tag_results=True, **({} if use_ffmpeg else {"ffmpeg": False}))
+    clips = [
+        (f"https://media.example/batch/clip-{index}.mp4", f"https://media.example/batch/voice-{index}.m4a")
+        for index in range(3)
+    ]
+    results = []
+    for video_url, audio_url in clips:
+        data = run_task(session, server, video_url=video_url, audio_url=audio_url)
+        results.append((data["task_id"], download(data["data"]["result_url"], "video/mp4")))
+    for (video_url, audio_url), (task_id, result) in zip(clips, results, strict=True):
+        assert media.result_tag(result) == {
+            "task_id": task_id,
+            "video_url": video_url,
+            "audio_url": audio_url,
+            "playback_type": "normal",
+        }
+        built = server.task_media(task_id)
+        assert built is not None
+        assert result.startswith(built.video)  # the built (or shipped) media, then the tag
+        assert KEY.encode() not in result
+    # the same inputs give the same media, so only the tags tell these results apart
+    assert len({result for _, result in results}) == 3
+    info = probe(results[0][1], tmp_path, "tagged.mp4")
+    assert kinds(info) == [("video", "h264"), ("audio", "aac")]
+    assert info["duration"] == pytest.approx(2.0, abs=0.3)
+
+
+def test_untagged_results_by_default(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    server = make_server(ffmpeg=False)
+    data = run_task(
+        session, server, video_url="https://media.example/x.mp4", audio_url="https://media.example/a.m4a"
+    )
+    result = download(data["data"]["result_url"], "video/mp4")
+    assert result == SAMPLE_MP4
+    assert media.result_tag(result) is None
+
+
+def test_tasks_served_the_samples_share_one_copy_of_them(
+    make_server: Callable[..., FakeJoggServer], session: requests.Session
+) -> None:
+    # A batch of thousands of clips must not hold the samples once per task.
+    server = make_server(ffmpeg=False)
+    built = []
+    for index in range(2):
+        data = run_task(
+            session,
+            server,
+            video_url=f"https://media.example/{index}.mp4",
+            audio_url="https://media.example/a.m4a",
+        )
+        built.append(server.task_media(data["task_id"]))
+    first, second = built
+    assert first is not None
+    assert second is not None
+    assert first.video is second.video
+    assert first.cover is second.cover
+    assert first.video == SAMPLE_MP4

@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_jogg.protocol import QUOTA_PATH, STATUS_PATH, WHOAMI_PATH
 from airflow_provider_jogg.testing import FakeJoggServer, Fault
 from airflow_provider_jogg.testing.server import FAILURE_MESSAGE, FINISH_AFTER_CREATE, FINISH_AFTER_POLL
-from tests.unit.testing.server.support import AUDIO, KEY, VIDEO, create, get_task, wait_until
+from tests.unit.testing.server.support import AUDIO, VIDEO, create, get_task, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -104,82 +104,6 @@ def test_processing_seconds_none_never_finishes(
         assert data["status"] == "processing"
         assert data["completed_at"] is None
         time.sleep(0.05)
-
-
-def test_processing_seconds_by_url_gives_marked_tasks_their_own_time(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # quick and never-ending tasks on one server; the unmarked one keeps the server's value (0 s)
-    server = make_server(
-        pending_seconds=0,
-        processing_seconds=0,
-        processing_seconds_by_url={"/slow/": None, "/quick/": 0, "voice-late": None},
-    )
-    slow = create(session, server, video_url="https://media.example/slow/clip.mp4").json()["data"]["task_id"]
-    quick = create(session, server, video_url="https://media.example/quick/slow/x.mp4").json()["data"]
-    by_audio = create(session, server, audio_url="https://media.example/voice-late.mp3").json()["data"]
-    plain = create(session, server).json()["data"]["task_id"]
-    assert get_task(session, server, slow)["status"] == "processing"
-    # the first marker of the mapping found in the URL wins ("/slow/" before "/quick/")
-    assert get_task(session, server, quick["task_id"])["status"] == "processing"
-    assert get_task(session, server, by_audio["task_id"])["status"] == "processing"
-    assert get_task(session, server, plain)["status"] == "success"
-    assert server.processing_seconds_by_url == (("/slow/", None), ("/quick/", 0.0), ("voice-late", None))
-    # a forced status still wins over the marker's time
-    server.set_task(slow, "success")
-    assert get_task(session, server, slow)["status"] == "success"
-
-
-def test_processing_seconds_by_url_finishes_after_its_own_time(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # the server's default never finishes; the marked task finishes on its own after 0.2 s
-    server = make_server(pending_seconds=0, processing_seconds=None, processing_seconds_by_url={"/p02/": 0.2})
-    marked = create(session, server, video_url="https://media.example/p02/clip.mp4").json()["data"]["task_id"]
-    plain = create(session, server).json()["data"]["task_id"]
-    assert wait_until(lambda: get_task(session, server, marked)["status"] == "success", timeout=30)
-    data = get_task(session, server, marked)
-    assert data["completed_at"] is not None
-    assert get_task(session, server, plain)["status"] == "processing"
-
-
-def test_clock_from_first_status_starts_a_task_at_its_first_status_answer(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    server = make_server(pending_seconds=0, processing_seconds=0.3, clock_from_first_status=True)
-    task_id = create(session, server).json()["data"]["task_id"]
-    assert server.tasks[task_id]["status"] == "pending"  # nobody asked yet: the clock has not started
-    time.sleep(0.5)  # longer than the processing time: a clock started at creation would be done
-    asked = time.time()
-    first = get_task(session, server, task_id)
-    assert first["status"] == "processing"
-    assert wait_until(lambda: get_task(session, server, task_id)["status"] == "success", timeout=30)
-    assert time.time() - asked >= 0.3
-    done = get_task(session, server, task_id)
-    assert done["created_at"] <= int(asked) <= done["completed_at"]
-
-
-def test_clock_from_first_status_is_not_started_by_a_refused_request(
-    make_server: Callable[..., FakeJoggServer], session: requests.Session
-) -> None:
-    # one token, refilled in 10 s: the create takes it, the status request right after is a 429
-    server = make_server(
-        pending_seconds=0, processing_seconds=0, clock_from_first_status=True, rate_limit=0.1
-    )
-    task_id = create(session, server).json()["data"]["task_id"]
-    refused = session.get(server.url + STATUS_PATH.format(task_id=task_id), timeout=5)
-    assert refused.status_code == 429
-    assert server.tasks[task_id]["status"] == "pending"
-
-
-@pytest.mark.parametrize(
-    ("mapping", "message"),
-    [({"": 1.0}, "non-empty"), ({"/x/": -1.0}, "/x/"), ({"/x/": True}, "/x/")],
-    ids=["empty-marker", "negative", "bool"],
-)
-def test_processing_seconds_by_url_rejects_bad_entries(mapping: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        FakeJoggServer(api_key=KEY, processing_seconds_by_url=mapping)
 
 
 def test_finish_after_poll_marker_counts_from_the_first_answered_poll(
