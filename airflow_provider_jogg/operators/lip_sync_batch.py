@@ -164,10 +164,12 @@ class LipSyncBatchOperator(BaseOperator):
                 concurrency=self.create_concurrency,
             )
             step = max(len(work) // 10, 1)
-            phase.run(
-                work,
-                progress=lambda n: n % step < self.create_concurrency and self._log_counts(ledger, "created"),
-            )
+
+            def progress(done: int) -> None:
+                if done % step < self.create_concurrency or done == len(work):  # about every tenth
+                    self._log_counts(ledger, "created")
+
+            phase.run(work, progress=progress)
         ledger.flush()
         if not any(ledger.in_state(*states.WAITING)):
             return self._finish(context, ledger, targets, timed_out=False)
@@ -217,6 +219,8 @@ class LipSyncBatchOperator(BaseOperator):
         from airflow_provider_jogg.media_inputs import inspect_file, is_http_url
         from airflow_provider_jogg.validation import validate_media_url
 
+        unit = "row" if isinstance(self.clips, (list, tuple)) else "line"
+
         def check(row: ClipRow) -> tuple[str, dict[str, Any] | str]:
             try:
                 checked: dict[str, Any] = {"playback_type": row.playback_type}
@@ -225,7 +229,7 @@ class LipSyncBatchOperator(BaseOperator):
                         validate_media_url(value, role) if is_http_url(value) else inspect_file(value, role)
                     )
             except exc.JoggConfigError as error:
-                where = f"line {row.line} (clip {row.clip!r})" if row.line else f"clip {row.clip!r}"
+                where = f"{unit} {row.line} (clip {row.clip!r})" if row.line else f"clip {row.clip!r}"
                 return row.clip, f"{where}: {error}"
             return row.clip, checked
 
@@ -239,9 +243,8 @@ class LipSyncBatchOperator(BaseOperator):
                 if len(problems) > MAX_ERRORS_SHOWN
                 else ""
             )
-            raise exc.JoggConfigError(
-                f"{len(problems)} clips of the batch have unusable inputs:\n{shown}{more}"
-            )
+            count = f"{len(problems)} clip{'s' if len(problems) != 1 else ''}"
+            raise exc.JoggConfigError(f"{count} of the batch with unusable inputs:\n{shown}{more}")
         return {clip: value for clip, value in results if isinstance(value, dict)}
 
     # --- the ledger ------------------------------------------------------------------------------------
@@ -263,7 +266,7 @@ class LipSyncBatchOperator(BaseOperator):
         return Ledger([r.clip for r in rows], stores, manifest_fingerprint(rows))
 
     def _carry_over(self, ledger: Ledger) -> None:
-        """What an earlier try left: announced creates become uncertain; failed and skipped clips start over."""
+        """Earlier tries: announced creates become uncertain, failed and skipped clips go again."""
         from airflow_provider_jogg.batch import ledger as states
 
         for record in list(ledger.in_state(states.SENDING)):
@@ -383,10 +386,10 @@ class LipSyncBatchOperator(BaseOperator):
         if failures > allowed:
             cause = " (the batch's timeout passed)" if timed_out else ""
             raise exc.JoggBatchFailedError(
-                f"{failures} of {summary['clips']} clips of the Jogg batch did not succeed{cause}, more than the "
-                f"{allowed} allowed (max_failed / max_failed_ratio). Every clip's outcome is in the manifest "
-                f"{manifest}; a retry waits for the clips still running and re-creates the ones whose Jogg "
-                "task failed, never an uncertain one.",
+                f"{failures} of {summary['clips']} clips of the Jogg batch did not succeed{cause}, more "
+                f"than the {allowed} allowed (max_failed / max_failed_ratio). Every clip's outcome is in "
+                f"the manifest {manifest}; a retry waits for the clips still running and re-creates the "
+                "ones whose Jogg task failed, never an uncertain one.",
                 summary,
             )
         return summary
@@ -402,9 +405,8 @@ class LipSyncBatchOperator(BaseOperator):
         for asset in assets:
             events[asset].extra.update(extra)
 
-    def _log_counts(self, ledger: Ledger, phase: str) -> bool:
+    def _log_counts(self, ledger: Ledger, phase: str) -> None:
         counts = ledger.counts()
         self.log.info(
             "Jogg batch (%s): %s", phase, ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         )
-        return True
