@@ -220,3 +220,76 @@ def test_bad_settings_are_dag_parse_errors():
         LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", max_failed_ratio=2)
     with pytest.raises(exc.JoggConfigError, match="create_concurrency"):
         LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", create_concurrency=0)
+
+
+def wav(path, seconds: float):
+    """A silent 8 kHz, 8-bit mono WAV of ``seconds`` (the standard library writes it: no ffmpeg)."""
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(8000)
+        out.writeframes(b"\x80" * int(8000 * seconds))
+    return path
+
+
+def local_rows(tmp_path, n: int, seconds: float) -> list[dict[str, str]]:
+    from airflow_provider_jogg.testing.media import SAMPLE_VIDEO
+
+    return [
+        {
+            "clip": f"dub-{i}",
+            "video": str(SAMPLE_VIDEO),
+            "audio": str(wav(tmp_path / f"dub-{i}.wav", seconds)),
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_batch_over_max_credits_sends_nothing(jogg_conn, tmp_path):
+    # three dubs of 300 s: about 7.2 credits (1 per 125 s), above a cap of 5
+    given = local_rows(tmp_path, 3, 300)
+    dag_run = run_dag(batch_dag(clips=given, manifest_path=str(tmp_path / "m.csv"), max_credits=5))
+    assert task_states(dag_run)["batch"] == "failed"
+    assert jogg_conn.requests == []  # no upload, no create, not even the quota (check_quota=False)
+
+
+def test_a_batch_over_the_remaining_quota_creates_nothing(jogg_conn, tmp_path):
+    jogg_conn.remaining_quota = 2.0
+    given = local_rows(tmp_path, 3, 300)
+    dag_run = run_dag(batch_dag(clips=given, manifest_path=str(tmp_path / "m.csv"), check_quota=True))
+    assert task_states(dag_run)["batch"] == "failed"
+    assert [r.path for r in jogg_conn.requests] == ["/v2/user/remaining_quota"]
+
+
+def test_local_files_are_uploaded_then_created_within_the_budget(jogg_conn, tmp_path):
+    given = local_rows(tmp_path, 4, 10)
+    manifest = tmp_path / "m.csv"
+    dag = batch_dag(clips=given, manifest_path=str(manifest), max_credits=5, check_quota=True)
+    dag_run = run_dag(dag)
+    assert task_states(dag_run)["batch"] == "success"
+    assert jogg_conn.create_count == 4
+    assert jogg_conn.count("POST", "/v2/upload/asset") == 8  # a video and an audio per clip
+    for out in read_manifest(manifest):
+        task = jogg_conn.tasks[out["jogg_task_id"]]
+        # Jogg was given the uploaded assets, the audio of this very clip
+        assert task["audio_url"].startswith(jogg_conn.root_url + "/assets/")
+        assert task["audio_url"].endswith(f"/{out['clip']}.wav")
+
+
+def test_a_manifest_file_drives_the_batch(jogg_conn, tmp_path):
+    source = tmp_path / "clips.csv"
+    source.write_text(
+        "clip,video,audio,playback_type\n"
+        + "".join(
+            f"c{i},https://m.example/v{i}.mp4,https://m.example/a{i}.mp3,normal_reverse\n" for i in range(5)
+        ),
+        encoding="utf-8",
+    )
+    manifest = tmp_path / "out.jsonl"
+    dag_run = run_dag(batch_dag(clips=str(source), manifest_path=str(manifest)))
+    assert task_states(dag_run)["batch"] == "success"
+    written = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [r["clip"] for r in written] == [f"c{i}" for i in range(5)]
+    assert {t["playback_type"] for t in jogg_conn.tasks.values()} == {"normal_reverse"}
