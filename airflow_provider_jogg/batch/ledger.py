@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from airflow_provider_jogg.results import LipSyncResult
+
 log = logging.getLogger(__name__)
 
 #: clips per page: a page of full records is about 100 KB, well under the task state store's limit
@@ -207,6 +209,23 @@ class Ledger:
                 setattr(record, name, value)
             self._dirty.add(self._page_of[clip])
             return record
+
+    def record_result(self, clip: str, result: LipSyncResult) -> bool:
+        """A clip's Jogg task ended (``result`` is terminal); returns whether the clip failed."""
+        self.update(
+            clip,
+            state=SUCCEEDED if result.succeeded else FAILED,
+            status=result.status,
+            result_url=result.result_url,
+            cover_url=result.cover_url,
+            duration_seconds=result.duration_seconds,
+            error=result.error_message,
+        )
+        return not result.succeeded
+
+    def record_wait_error(self, clip: str, error: BaseException) -> None:
+        """A fatal error ended a clip's wait (Jogg does not know its task, say): the clip failed."""
+        self.update(clip, state=FAILED, status="error", error=str(error))
 
     def flush(self, *, all_pages: bool = False) -> None:
         """Write the pages that changed (``all_pages``: every page, as the triggerer reads them all)."""

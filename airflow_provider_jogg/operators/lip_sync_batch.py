@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 #: how long the whole batch may wait for Jogg by default
 DEFAULT_BATCH_TIMEOUT = 24 * 60 * 60
-#: bad rows named in one error, at most
-MAX_ERRORS_SHOWN = 20
 
 
 class LipSyncBatchOperator(BaseOperator):
@@ -197,55 +195,14 @@ class LipSyncBatchOperator(BaseOperator):
         return read_clips(self.clips, default_playback_type=self.playback_type)
 
     def _targets(self, rows: list[ClipRow]) -> dict[str, Any]:
-        from airflow_provider_jogg.media_inputs import to_path
+        from airflow_provider_jogg.batch.inputs import output_targets
 
-        targets: dict[str, Any] = {}
-        for row in rows:
-            if row.output_path:
-                targets[row.clip] = to_path(row.output_path, "output_path")
-            elif self.output_dir:
-                targets[row.clip] = to_path(self.output_dir, "output_dir") / f"{row.clip}.mp4"
-        seen: dict[str, str] = {}
-        for clip, target in targets.items():
-            other = seen.setdefault(str(target), clip)
-            if other != clip:
-                raise exc.JoggConfigError(f"Clips {other!r} and {clip!r} would both be saved to {target}.")
-        return targets
+        return output_targets(rows, self.output_dir)
 
     def _checked_inputs(self, rows: list[ClipRow]) -> dict[str, dict[str, Any]]:
-        """Every row's inputs: http(s) URLs validated, files inspected (exist, not empty, a known type)."""
-        from concurrent.futures import ThreadPoolExecutor
+        from airflow_provider_jogg.batch.inputs import check_inputs
 
-        from airflow_provider_jogg.media_inputs import inspect_file, is_http_url
-        from airflow_provider_jogg.validation import validate_media_url
-
-        unit = "row" if isinstance(self.clips, (list, tuple)) else "line"
-
-        def check(row: ClipRow) -> tuple[str, dict[str, Any] | str]:
-            try:
-                checked: dict[str, Any] = {"playback_type": row.playback_type}
-                for role, value in (("video_url", row.video), ("audio_url", row.audio)):
-                    checked[role] = (
-                        validate_media_url(value, role) if is_http_url(value) else inspect_file(value, role)
-                    )
-            except exc.JoggConfigError as error:
-                where = f"{unit} {row.line} (clip {row.clip!r})" if row.line else f"clip {row.clip!r}"
-                return row.clip, f"{where}: {error}"
-            return row.clip, checked
-
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="jogg-check") as pool:
-            results = list(pool.map(check, rows))
-        problems = [value for _clip, value in results if isinstance(value, str)]
-        if problems:
-            shown = "\n".join(problems[:MAX_ERRORS_SHOWN])
-            more = (
-                f"\n... and {len(problems) - MAX_ERRORS_SHOWN} more"
-                if len(problems) > MAX_ERRORS_SHOWN
-                else ""
-            )
-            count = f"{len(problems)} clip{'s' if len(problems) != 1 else ''}"
-            raise exc.JoggConfigError(f"{count} of the batch with unusable inputs:\n{shown}{more}")
-        return {clip: value for clip, value in results if isinstance(value, dict)}
+        return check_inputs(rows, unit="row" if isinstance(self.clips, (list, tuple)) else "line")
 
     # --- the ledger ------------------------------------------------------------------------------------
     def _ledger_folder(self) -> Any:
@@ -339,18 +296,10 @@ class LipSyncBatchOperator(BaseOperator):
                     )
                     continue
                 except exc.JoggFatalAPIError as error:
-                    ledger.update(record.clip, state=states.FAILED, status="error", error=str(error))
+                    ledger.record_wait_error(record.clip, error)
                     continue
                 if result.is_terminal:
-                    ledger.update(
-                        record.clip,
-                        state=states.SUCCEEDED if result.succeeded else states.FAILED,
-                        status=result.status,
-                        result_url=result.result_url,
-                        cover_url=result.cover_url,
-                        duration_seconds=result.duration_seconds,
-                        error=result.error_message,
-                    )
+                    ledger.record_result(record.clip, result)
             ledger.flush()
             self._log_counts(ledger, "waiting")
             if not any(ledger.in_state(*states.WAITING)):
