@@ -38,7 +38,8 @@ DAG_IMPORTS = (
     "airflow_provider_jogg",
     "airflow_provider_jogg.operators.lip_sync",
     "airflow_provider_jogg.sensors.lip_sync",
-    # the batch operator's pieces, imported with it at parse time
+    "airflow_provider_jogg.operators.lip_sync_batch",
+    # the batch's pieces (a DAG may read a manifest at parse time)
     "airflow_provider_jogg.batch",
     "airflow_provider_jogg.batch.manifest",
 )
