@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import math
 import time
 from functools import cached_property
@@ -220,7 +221,12 @@ class LipSyncBatchOperator(BaseOperator):
         if store is not None:
             stores.append(StatePages(store))
         stores.append(FilePages(self._ledger_folder()))
-        return Ledger([r.clip for r in rows], stores, manifest_fingerprint(rows))
+        # a batch is this task instance's run of these rows: its retries and clears resume it, while
+        # another DAG run (or another task) with the same manifest_path starts afresh
+        ti = context.get("ti")
+        run = "/".join(str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index"))
+        fingerprint = hashlib.sha256(f"{run}\n{manifest_fingerprint(rows)}".encode()).hexdigest()[:16]
+        return Ledger([r.clip for r in rows], stores, fingerprint)
 
     def _carry_over(self, ledger: Ledger) -> None:
         """Earlier tries: announced creates become uncertain, failed and skipped clips go again."""

@@ -6,6 +6,7 @@ import csv
 import datetime
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 from airflow.sdk import DAG
@@ -190,16 +191,41 @@ def test_a_retry_recreates_only_the_clip_whose_jogg_task_failed(jogg_conn, tmp_p
     assert len(again) == 2
 
 
+class _SeesItsResults(LipSyncBatchOperator):
+    """Notes, as its second try starts, which results the first try saved (and their inodes)."""
+
+    seen: dict[str, int] = {}
+
+    def execute(self, context):
+        if context["ti"].try_number == 2:
+            folder = Path(self.output_dir)
+            type(self).seen = {p.name: p.stat().st_ino for p in folder.iterdir()}
+        return super().execute(context)
+
+
 def test_a_retry_saves_only_what_is_not_saved(jogg_conn, tmp_path):
     manifest, results = tmp_path / "m.csv", tmp_path / "results"
-    run_dag(batch_dag(clips=rows(6), manifest_path=str(manifest), output_dir=str(results)))
-    saved = {p.name: p.stat().st_ino for p in results.iterdir()}
-    assert len(saved) == 6
-    dag_run = run_dag(batch_dag(clips=rows(6), manifest_path=str(manifest), output_dir=str(results)))
-    assert task_states(dag_run)["batch"] == "success"
-    assert jogg_conn.create_count == 6  # the same batch again: the ledger says everything is done
+    dag = batch_dag(
+        _SeesItsResults,
+        clips=rows(6, fail=(5,)),
+        manifest_path=str(manifest),
+        output_dir=str(results),
+        retries=1,
+    )
+    dag_run = run_dag(dag)
+    assert task_states(dag_run)["batch"] == "failed"  # clip-005 fails on both tries
+    assert jogg_conn.create_count == 7  # the second try re-created the failed clip only
+    assert len(_SeesItsResults.seen) == 5
     # each download is a new file (written aside, then renamed): the same inode means not downloaded
-    assert {p.name: p.stat().st_ino for p in results.iterdir()} == saved
+    assert {p.name: p.stat().st_ino for p in results.iterdir()} == _SeesItsResults.seen
+
+
+def test_another_run_with_the_same_manifest_path_is_a_new_batch(jogg_conn, tmp_path):
+    manifest = tmp_path / "m.csv"
+    for _ in range(2):
+        dag_run = run_dag(batch_dag(clips=rows(3), manifest_path=str(manifest)))
+        assert task_states(dag_run)["batch"] == "success"
+    assert jogg_conn.create_count == 6  # the second run did not take the first run's tasks as its own
 
 
 def test_the_trigger_row_stays_small_whatever_the_batch_size():
