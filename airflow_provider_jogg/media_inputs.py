@@ -71,6 +71,12 @@ def to_path(value: Any, role: str = "path") -> Any:
         raise exc.JoggConfigError(f"{role} {value!r} cannot be opened: {error}") from None
 
 
+def is_local_path(path: Any) -> bool:
+    """A path of this machine's file system (a pathlib path, not an object-storage path)."""
+    # before universal-pathlib 0.3 (Airflow 3.0), ObjectStoragePath subclassed pathlib.Path
+    return isinstance(path, Path) and not hasattr(path, "protocol")
+
+
 def content_type_for(name: str, role: str) -> str:
     """The content type of a media file by its name; rejects what Jogg would not take for ``role``."""
     allowed = _TYPES_FOR_ROLE.get(role)

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.batch.containers import Source, header_duration
-from airflow_provider_jogg.media_inputs import is_http_url, to_path
+from airflow_provider_jogg.media_inputs import is_http_url, is_local_path, to_path
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def media_duration(location: Any) -> float | None:
 
 
 def _open(path: Any) -> Any:
-    if isinstance(path, Path):
+    if is_local_path(path):
         return path.open("rb")
     try:
         return path.open("rb", block_size=STORAGE_BLOCK_SIZE, cache_type="readahead")
@@ -80,8 +80,8 @@ def _from_header(path: Any) -> float | None:
 
 def _local_file(path: Any) -> Path | None:
     """The local path of ``path``, for ffprobe: pathlib paths and ``file`` object-storage paths."""
-    if isinstance(path, Path):
-        return path
+    if is_local_path(path):
+        return Path(path)
     if getattr(path, "protocol", None) in ("file", "local") and isinstance(getattr(path, "path", None), str):
         return Path(path.path)
     return None

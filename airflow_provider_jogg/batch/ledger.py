@@ -23,8 +23,9 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_jogg.media_inputs import is_local_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -125,7 +126,7 @@ class FilePages:
     def save(self, page: int, content: dict[str, Any]) -> None:
         path = self._path(page)
         body = json.dumps(content, separators=(",", ":"), sort_keys=True)
-        if isinstance(path, Path):  # a local file: never half written (rename is atomic)
+        if is_local_path(path):  # a local file: never half written (rename is atomic)
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.partial")
             partial.write_text(body, encoding="utf-8")

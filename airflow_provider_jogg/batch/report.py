@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jogg.batch import ledger as states
+from airflow_provider_jogg.media_inputs import is_local_path
 from airflow_provider_jogg.results import credits_estimate
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def render(records: list[ClipRecord], suffix: str) -> str:
 def write_manifest(ledger: Ledger, location: Any) -> str:
     """Write the result manifest to ``location`` (a Path or ObjectStoragePath); returns where."""
     text = render(list(ledger.records.values()), Path(str(location)).suffix.lower())
-    if isinstance(location, Path):
+    if is_local_path(location):
         location.parent.mkdir(parents=True, exist_ok=True)
         partial = location.with_name(f".{location.name}.partial")
         partial.write_text(text, encoding="utf-8")
