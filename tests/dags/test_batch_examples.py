@@ -30,7 +30,9 @@ EXAMPLES = ROOT / "example_dags"
 SHIPPED = EXAMPLES / "manifests" / "example_jogg_batch.csv"
 NIGHTLY = EXAMPLES / "example_jogg_batch_operator.py"
 REVIEW = EXAMPLES / "example_jogg_batch_review.py"
-HITL_SINCE = "Human-in-the-loop operators exist from Airflow 3.1: example_jogg_batch_review defines no DAG before"
+HITL_SINCE = (
+    "Human-in-the-loop operators exist from Airflow 3.1: example_jogg_batch_review defines no DAG before"
+)
 
 
 def fast_batch(dag: DAG) -> DAG:
@@ -156,6 +158,7 @@ def answer_review(dag_id: str, task_id: str, option: str, monkeypatch) -> Iterat
     answer that fails fails the waiting task instance, so ``dag.test()`` cannot wait forever.
     """
     from airflow.api_fastapi.app import create_app
+    from airflow.models.dagrun import DagRun
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -167,13 +170,19 @@ def answer_review(dag_id: str, task_id: str, option: str, monkeypatch) -> Iterat
     answered: dict[str, Any] = {}
     done = threading.Event()  # set when dag.test() returned: stop looking for the question
     asked = threading.Event()
+    with create_session() as session:  # earlier tests' runs of the DAG, answered or not: not ours
+        earlier = {run.run_id for run in session.query(DagRun).filter_by(dag_id=dag_id)}
 
     def asked_for() -> tuple[TaskInstance, HITLDetail] | None:
         with create_session() as session:
             row = (
                 session.query(TaskInstance, HITLDetail)
                 .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
-                .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
+                .filter(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.run_id.not_in(earlier),
+                )
                 .first()
             )
             if row is not None:
@@ -222,13 +231,15 @@ def test_review_example_approved_publishes_the_batch(jogg_conn, tmp_path, monkey
         dag_run = run_dag(review_dag(), run_conf=conf)
     assert answered["status"] == 200, answered
     assert answered["response"]["chosen_options"] == ["Approve"]
-    assert task_states(dag_run) == dict.fromkeys(["lip_sync_batch", "review_notes", "review", "publish"], "success")
+    assert task_states(dag_run) == dict.fromkeys(
+        ["lip_sync_batch", "review_notes", "review", "publish"], "success"
+    )
 
     # the reviewer saw the counts, the credits and links to the results of the result manifest
     summary = xcom_value(dag_run, "lip_sync_batch")
     written = read_csv(summary["manifest"])
     body = answered["body"]
-    assert f"**4 of 4 clips succeeded** (4 succeeded)" in body
+    assert "**4 of 4 clips succeeded** (4 succeeded)" in body
     assert f"about **{summary['credits']} credits**" in body
     for row in written:
         assert f"[{row['clip']}]({row['result_url']})" in body
