@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,7 +20,6 @@ from tests.conftest import ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from airflow.models.dagrun import DagRun
     from airflow.sdk import DAG
@@ -252,7 +252,7 @@ def test_review_example_approved_publishes_the_batch(jogg_conn, tmp_path, monkey
     assert [r["clip"] for r in copies] == [r["clip"] for r in written]
     for row, copy in zip(written, copies, strict=True):
         assert copy["output_path"] == str(published / "clips" / f"{row['clip']}.mp4")
-        assert open(copy["output_path"], "rb").read() == open(row["output_path"], "rb").read()
+        assert Path(copy["output_path"]).read_bytes() == Path(row["output_path"]).read_bytes()
         assert {k: v for k, v in copy.items() if k != "output_path"} == {
             k: v for k, v in row.items() if k != "output_path"
         }
