@@ -292,3 +292,44 @@ def test_review_example_defines_no_dag_before_airflow_3_1():
     assert review.task_type == "ApprovalOperator"
     assert review.defaults == ["Reject"]  # no answer in time: nothing is published
     assert dag.get_task("publish").upstream_task_ids == {"review", "lip_sync_batch"}
+
+
+def test_review_body_lists_a_few_results_and_the_failures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example_jogg_batch_review_body", REVIEW)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    empty = {"result_url": "", "duration_seconds": "", "output_path": "", "error": ""}
+    ok = [
+        {
+            **empty,
+            "clip": f"c{i}",
+            "status": "succeeded",
+            "result_url": f"https://r/{i}.mp4",
+            "duration_seconds": "12.5",
+        }
+        for i in range(8)
+    ]
+    bad = [
+        {**empty, "clip": "x1", "status": "failed", "error": "face not found"},
+        {**empty, "clip": "x2", "status": "uncertain", "error": "a Jogg task may exist"},
+    ]
+    summary = {
+        "clips": 10,
+        "succeeded": 8,
+        "counts": {"failed": 1, "succeeded": 8, "uncertain": 1},
+        "duration_seconds": 100.0,
+        "credits": 0.8,
+        "manifest": "/m.csv",
+    }
+    body = module.review_body(summary, ok + bad)
+    assert "**8 of 10 clips succeeded** (1 failed, 8 succeeded, 1 uncertain)." in body
+    assert f"Results ({module.SHOWN_RESULTS} of 8):" in body
+    assert "- [c4](https://r/4.mp4) (12.5 s)" in body
+    assert "[c5]" not in body  # a few results, not all of them
+    assert "Not succeeded (2 of 2):" in body
+    assert "- x1: failed: face not found" in body
+    assert "- x2: uncertain: a Jogg task may exist" in body
