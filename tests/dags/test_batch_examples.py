@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_jogg._compat import AIRFLOW_V_3_1_PLUS
+from airflow_provider_jogg._compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 from airflow_provider_jogg.testing.dagrun import load_dag, run_dag, task_states, xcom_value
 from tests.conftest import ROOT
 
@@ -32,6 +32,14 @@ NIGHTLY = EXAMPLES / "example_jogg_batch_operator.py"
 REVIEW = EXAMPLES / "example_jogg_batch_review.py"
 HITL_SINCE = (
     "Human-in-the-loop operators exist from Airflow 3.1: example_jogg_batch_review defines no DAG before"
+)
+#: why the review runs are Airflow 3.3+: before, dag.test() runs the approval's HITLTrigger inline,
+#: where the trigger's look-up of the answer gets nothing back (the in-process test supervisor does
+#: not serve it: "'NoneType' object has no attribute 'response_received'"), so the task fails before
+#: anyone can answer. From 3.3 the task waits in awaiting_input and dag.test() waits with it.
+HITL_IN_DAG_TEST = (
+    "dag.test() can answer a Human-in-the-loop task from Airflow 3.3: before, it runs the HITLTrigger "
+    "inline and the trigger's answer look-up fails there"
 )
 
 
@@ -225,6 +233,7 @@ def review_dag() -> DAG:
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason=HITL_SINCE)
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason=HITL_IN_DAG_TEST)
 def test_review_example_approved_publishes_the_batch(jogg_conn, tmp_path, monkeypatch):
     conf = {"output_root": str(tmp_path / "batches"), "publish_root": str(tmp_path / "published")}
     with answer_review("example_jogg_batch_review", "review", "Approve", monkeypatch) as answered:
@@ -262,6 +271,7 @@ def test_review_example_approved_publishes_the_batch(jogg_conn, tmp_path, monkey
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason=HITL_SINCE)
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason=HITL_IN_DAG_TEST)
 def test_review_example_rejected_publishes_nothing(jogg_conn, tmp_path, monkeypatch):
     conf = {"output_root": str(tmp_path / "batches"), "publish_root": str(tmp_path / "published")}
     with answer_review("example_jogg_batch_review", "review", "Reject", monkeypatch) as answered:
