@@ -94,8 +94,10 @@ class LipSyncBatchTrigger(BaseTrigger):
         from airflow_provider_jogg.triggers.polling import PollScheduler
         from airflow_provider_jogg.triggers.waits import Inbox
 
-        pages = open_file_pages(self.ledger_location)
         try:
+            # opening is inside: a location no filesystem of the triggerer can open (an unknown
+            # scheme, a provider package missing here) must end the wait with an event, not crash it
+            pages = open_file_pages(self.ledger_location)
             ledger = await asyncio.to_thread(read_pages, pages, self.fingerprint)
         except Exception as error:
             return _event(
