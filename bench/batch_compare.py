@@ -78,7 +78,7 @@ def table(doc: dict) -> str:
     machine = doc.get("machine", {})
     lines.append(
         f"- machine: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} cores, "
-        f"load average at start {machine.get('loadavg_at_start', '?')}; "
+        f"load average at start {[round(x, 1) for x in machine.get('loadavg_at_start', [])]}; "
         f"run `{doc.get('name')}` started {doc.get('started')}"
     )
     return "\n".join(lines)
