@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_jogg import registries
 from airflow_provider_jogg.batch import ledger as states
-from airflow_provider_jogg.batch.ledger import FilePages, Ledger, read_pages
+from airflow_provider_jogg.batch.ledger import PAGE_SIZE, FilePages, Ledger, read_pages
 from airflow_provider_jogg.protocol import STATUS_PATH
 from airflow_provider_jogg.testing import FAILURE_MESSAGE
 from airflow_provider_jogg.testing.server import FINISH_AFTER_POLL
@@ -307,3 +307,79 @@ async def test_trigger_row_and_event_do_not_grow_with_the_batch(jogg_conn, tmp_p
     # the counts appear twice in the event (field and message): 3 more digits each
     assert event_large - event_small == 2 * (len("10000") - len("10"))
     assert event_large < 200
+
+
+def break_folder(folder: Path) -> Path:
+    """The ledger folder stops taking writes: moved away, a plain file in its place."""
+    moved = folder.with_name(folder.name + ".away")
+    folder.rename(moved)
+    folder.write_text("not a folder", encoding="utf-8")
+    return moved
+
+
+def repair_folder(folder: Path, moved: Path) -> None:
+    folder.unlink()
+    moved.rename(folder)
+
+
+async def until_logged(capfd, run: asyncio.Future, text: str) -> str:
+    """Wait until the trigger logged ``text`` (or ended); returns everything logged so far."""
+    logged = ""
+
+    def seen() -> bool:
+        nonlocal logged
+        logged += capfd.readouterr().out
+        return text in logged or run.done()
+
+    await until(seen, f"the log line {text!r}")
+    return logged
+
+
+@pytest.mark.asyncio
+async def test_a_failed_ledger_write_is_tried_again_not_a_crash(jogg_conn, tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(lip_sync_batch, "FLUSH_SECONDS", 0.05)
+    folder = tmp_path / "manifest.csv.ledger"
+    first, second = (jogg_conn.add_task(VIDEO, AUDIO, status="processing") for _ in range(2))
+    # the two clips on two pages: the page that failed must be written again, not only the next one
+    ledger = Ledger(clip_names(PAGE_SIZE + 1), [FilePages(folder)], FINGERPRINT)
+    for clip in ledger.records:
+        ledger.update(clip, state=states.SAVED)
+    ledger.update("clip-00000", state=states.CREATED, task_id=first)
+    ledger.update(f"clip-{PAGE_SIZE:05d}", state=states.CREATED, task_id=second)
+    ledger.flush(all_pages=True)
+    run = asyncio.ensure_future(run_trigger(batch_trigger(folder)))
+    await until(lambda: polls_of(jogg_conn, first) >= 1, "the first poll")
+
+    moved = break_folder(folder)
+    jogg_conn.set_task(first, "success")  # ends while its page cannot be written
+    logged = await until_logged(capfd, run, "Jogg batch: could not write the ledger")
+    assert not run.done(), run.exception()
+    repair_folder(folder, moved)
+    jogg_conn.set_task(second, "success")
+    (event,) = await run
+
+    assert event == {"status": "done", "waiting": 0, "ended": 2, "message": "2 clips ended, 0 of them failed"}
+    records = on_disk(folder).records  # the page that failed was written again: nothing lost
+    assert records["clip-00000"].state == states.SUCCEEDED
+    assert records[f"clip-{PAGE_SIZE:05d}"].state == states.SUCCEEDED
+    assert f"could not write the ledger at {folder}" in logged
+    assert TEST_API_KEY not in logged
+
+
+@pytest.mark.asyncio
+async def test_results_that_cannot_be_written_at_the_end_are_an_error_event(jogg_conn, tmp_path):
+    folder = tmp_path / "manifest.csv.ledger"
+    task_id = jogg_conn.add_task(VIDEO, AUDIO, status="processing")
+    write_ledger(folder, [task_id])
+    run = asyncio.ensure_future(run_trigger(batch_trigger(folder)))
+    await until(lambda: polls_of(jogg_conn, task_id) >= 1, "the first poll")
+
+    break_folder(folder)
+    jogg_conn.set_task(task_id, "success")
+    (event,) = await run
+
+    # the operator is told, rather than reading a ledger that misses the end of its clips
+    assert event["status"] == "error"
+    assert (event["waiting"], event["ended"]) == (0, 1)
+    written = f"1 clips ended but the batch ledger at {folder} could not be written: "
+    assert event["message"].startswith(written)
