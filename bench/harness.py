@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 KINDS = {
     "lip_sync": "LipSyncTrigger (this provider)",
     "lip_sync_default": "LipSyncTrigger, connection defaults",
+    "lip_sync_batch": "one LipSyncBatchTrigger waiting for N clips (this provider)",
     "http_sensor": "HttpSensorTrigger",
     "dbt_cloud": "DbtCloudRunJobTrigger",
     "aiohttp_shared": "shared aiohttp session (lower bound)",
@@ -108,7 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 DEFAULT_CONN_EXTRA = {
     "lip_sync": {"max_requests_per_second": 5000},
     "lip_sync_default": {},
+    "lip_sync_batch": {"max_requests_per_second": 5000},
 }
+
+#: the batch kind's ledger fingerprint (any string: the trigger reads only pages that carry it)
+BATCH_FINGERPRINT = "bench-batch"
+#: the batch kind's ledger folder, written by :func:`write_batch_ledger` before the runner starts
+BATCH_LEDGER: str = ""
 
 ARGS: argparse.Namespace
 
@@ -144,10 +151,33 @@ def setup_environment(args: argparse.Namespace, home: Path) -> None:
     sys.path.insert(0, str(HERE))
 
 
+def write_batch_ledger(home: Path, tag: int, n: int) -> str:
+    """The ledger a ``LipSyncBatchOperator`` leaves when it defers: N clips, each with a created Jogg
+    task (the status server's ``t{tag}-{i}``), every page written (the triggerer knows no clip list)."""
+    from airflow_provider_jogg.batch.ledger import CREATED, FilePages, Ledger
+
+    folder = home / "manifest.csv.ledger"
+    ledger = Ledger([f"clip-{i:05d}" for i in range(n)], [FilePages(folder)], BATCH_FINGERPRINT)
+    for i, clip in enumerate(ledger.records):
+        ledger.update(clip, state=CREATED, task_id=f"t{tag}-{i}", creates=1)
+    ledger.flush(all_pages=True)
+    return str(folder)
+
+
 def make_trigger(kind: str, i: int, tag: int, interval: float):
     """The trigger object a deferring task would hand to ``defer()``."""
     end_time = time.time() + 3 * 3600
     task = f"t{tag}-{i}"
+    if kind == "lip_sync_batch":  # one trigger for every clip of the ledger
+        from airflow_provider_jogg.triggers.lip_sync_batch import LipSyncBatchTrigger
+
+        return LipSyncBatchTrigger(
+            ledger_location=BATCH_LEDGER,
+            fingerprint=BATCH_FINGERPRINT,
+            poll_interval=interval,
+            end_time=end_time,
+            progress_interval=60,
+        )
     if kind in ("lip_sync", "lip_sync_default"):
         from airflow_provider_jogg.triggers.lip_sync import LipSyncTrigger
 
@@ -308,7 +338,12 @@ class Bench:
     def __init__(self, args: argparse.Namespace, home: Path) -> None:
         self.args = args
         self.home = home
-        self.n = args.n
+        self.n = args.n  # waits (tasks polled): one per trigger, or the clips of the one batch trigger
+        self.batch = args.kind == "lip_sync_batch"
+        self.triggers = 1 if self.batch else self.n
+        self.row_bytes: list[int] = []  # per trigger: its kwargs as JSON, and encrypted as stored
+        self.row_encrypted_bytes: list[int] = []
+        self.event_bytes: list[int] = []
         self.interval = args.interval
         self.settle = args.settle if args.settle is not None else 1.5 * args.interval
         self.probe_path = home / "probe.txt"
@@ -372,6 +407,9 @@ class Bench:
 
         start = time.perf_counter()
         classpath, kwargs = make_trigger(self.args.kind, i, self.args.tag, self.interval).serialize()
+        encrypted = Trigger.encrypt_kwargs(kwargs)
+        self.row_bytes.append(len(json.dumps(kwargs)))
+        self.row_encrypted_bytes.append(len(encrypted))
         ti = TaskInstanceDTO(
             id=uuid.uuid4(),
             task_id=f"wait_{i}",
@@ -387,9 +425,7 @@ class Bench:
         sup.logger_cache[trigger_id] = TriggerLoggingFactory(
             log_path=f"bench/{self.args.tag}/wait_{i}.trigger.log", ti=ti
         )
-        w = workloads.RunTrigger(
-            id=trigger_id, classpath=classpath, encrypted_kwargs=Trigger.encrypt_kwargs(kwargs), ti=ti
-        )
+        w = workloads.RunTrigger(id=trigger_id, classpath=classpath, encrypted_kwargs=encrypted, ti=ti)
         self.build_seconds += time.perf_counter() - start
         return w
 
@@ -432,8 +468,9 @@ class Bench:
             )
             self.sockets_base = socket_fds(sup.pid)
             sup.creating_triggers.append(self.probe_workload())
-            sup.creating_triggers.append(self.workload(sup, 0))
-            self.created = 1
+            if not self.batch:  # the batch's one trigger starts with the creation phase
+                sup.creating_triggers.append(self.workload(sup, 0))
+                self.created = 1
             self.warm_until = now + WARMUP
             self.phase = "warmup"
             return
@@ -457,13 +494,14 @@ class Bench:
             self.t0_due = self.c0 + self.interval + self.settle
             self.phase = "create"
         if self.phase == "create":
-            due = 1 + math.ceil((self.n - 1) * min(1.0, (now - self.c0) / self.interval))
-            due = min(self.n, due)
+            due = 1 + math.ceil((self.triggers - 1) * min(1.0, (now - self.c0) / self.interval))
+            due = min(self.triggers, due)
             while self.created < due:
                 sup.creating_triggers.append(self.workload(sup, self.created))
                 self.created += 1
             overdue = now > self.c0 + 3 * self.interval + HANDOVER_GRACE
-            if self.created >= self.n and not self.handed_over and (not sup.creating_triggers or overdue):
+            all_created = self.created >= self.triggers
+            if all_created and not self.handed_over and (not sup.creating_triggers or overdue):
                 # the runner took the last batch at its state sync just now: it creates them at once
                 # (or it is so overloaded that it has not asked for them yet: measure anyway)
                 self.handed_over = now
@@ -496,9 +534,11 @@ class Bench:
             return
         if self.phase == "complete":
             fired = sum(self.events.values()) + self.failures
-            if fired >= self.n or now >= self.complete_due:
+            if fired >= self.triggers or now >= self.complete_due:
                 self.result["events"] = dict(self.events)
                 self.result["events_total"] = sum(self.events.values())
+                self.result["event_bytes_max"] = max(self.event_bytes, default=0)
+                self.result["event_bytes_total"] = sum(self.event_bytes)
                 self.result["failures_after_complete"] = self.failures
                 self.result["complete_seconds"] = now - (self.complete_due - 1.5 * self.interval - 10)
                 self.done = True
@@ -576,6 +616,11 @@ class Bench:
             "kind": args.kind,
             "label": KINDS[args.kind],
             "n": self.n,
+            "triggers": self.triggers,
+            # the trigger rows: kwargs as JSON, and as stored (Fernet-encrypted) in the trigger table
+            "trigger_row_bytes_max": max(self.row_bytes, default=0),
+            "trigger_row_bytes_total": sum(self.row_bytes),
+            "trigger_row_encrypted_bytes_total": sum(self.row_encrypted_bytes),
             "interval": self.interval,
             "window": span,
             "tag": args.tag,
@@ -603,7 +648,8 @@ class Bench:
             "rss_base_mb": self.rss_base / 2**20,
             "rss_end_mb": s1["rss"] / 2**20,
             "peak_rss_mb": max(s1.get("vm_hwm", 0), *rss_window) / 2**20,
-            "rss_per_trigger_kb": (s1["rss"] - self.rss_base) / max(self.n - 1, 1) / 1024,
+            # per wait: per trigger, or per clip of the batch (whose baseline holds no wait at all)
+            "rss_per_trigger_kb": (s1["rss"] - self.rss_base) / max(self.n - (not self.batch), 1) / 1024,
             "open_sockets_end": s1["sockets"] - self.sockets_base,
             "open_sockets_max": max(sockets_window) - self.sockets_base if sockets_window else None,
             "runner_threads": s1.get("threads"),
@@ -664,6 +710,7 @@ def build_supervisor_class():
         def on_trigger_event(self, trigger_id, event) -> None:
             payload = getattr(event, "payload", event)
             status = payload.get("status") if isinstance(payload, dict) else str(payload)
+            BENCH.event_bytes.append(len(json.dumps(payload, default=str)))
             BENCH.events[str(status)] = BENCH.events.get(str(status), 0) + 1
 
         def on_trigger_failure(self, trigger_id, exc) -> None:
@@ -710,6 +757,12 @@ def build_supervisor_class():
                 os.sched_setaffinity(0, {ARGS.runner_cpu})
             if ARGS.kind == "dbt_cloud":
                 patch_dbt_scheme()
+            if ARGS.kind == "lip_sync_batch":
+                # what the other kinds' trigger #0 imports during the warm-up, before the baseline RSS
+                import aiohttp  # noqa: F401
+
+                import airflow_provider_jogg.triggers.lip_sync_batch
+                import airflow_provider_jogg.triggers.polling  # noqa: F401
             record_full_collections(BENCH.gc_path)
             if ARGS.profile == "cprofile":
                 import cProfile
@@ -732,13 +785,15 @@ def build_supervisor_class():
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ARGS, BENCH
+    global ARGS, BENCH, BATCH_LEDGER
     ARGS = parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {ARGS.supervisor_cpu})
     home = Path(tempfile.mkdtemp(prefix="jogg-bench-"))
     setup_environment(ARGS, home)
     BENCH = Bench(ARGS, home)
+    if BENCH.batch:
+        BATCH_LEDGER = write_batch_ledger(home, ARGS.tag, ARGS.n)
     started = time.time()
     import structlog
 

@@ -34,10 +34,11 @@ RESULTS = HERE / "results"
 PY = sys.executable
 
 KINDS = ["lip_sync", "aiohttp_shared", "http_sensor", "dbt_cloud", "httpx_shared"]
-ALL_KINDS = [*KINDS, "lip_sync_default", "aiohttp_lockstep", "aiohttp_tick", "idle"]
+ALL_KINDS = [*KINDS, "lip_sync_batch", "lip_sync_default", "aiohttp_lockstep", "aiohttp_tick", "idle"]
 LABELS = {
     "lip_sync": "LipSyncTrigger (ours)",
     "lip_sync_default": "LipSyncTrigger, default connection (100 req/s throttle)",
+    "lip_sync_batch": "one LipSyncBatchTrigger for N clips (ours)",
     "aiohttp_shared": "shared aiohttp (lower bound)",
     "aiohttp_lockstep": "shared aiohttp, lockstep schedule",
     "aiohttp_tick": "shared aiohttp, spread on a 50 ms grid",

@@ -64,6 +64,9 @@ class LipSyncBatchTrigger(BaseTrigger):
         self.end_time = None if end_time is None else float(end_time)
         self.not_before = None if not_before is None else float(not_before)
         self.progress_interval = float(progress_interval)
+        # a write of the ledger failed: the next one writes every page (Ledger.flush forgets the
+        # pages it was asked to write, written or not)
+        self._unwritten = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # a persistent schema: later versions may only add keyword arguments with defaults
@@ -94,8 +97,10 @@ class LipSyncBatchTrigger(BaseTrigger):
         from airflow_provider_jogg.triggers.polling import PollScheduler
         from airflow_provider_jogg.triggers.waits import Inbox
 
-        pages = open_file_pages(self.ledger_location)
         try:
+            # opening is inside: a location no filesystem of the triggerer can open (an unknown
+            # scheme, a provider package missing here) must end the wait with an event, not crash it
+            pages = open_file_pages(self.ledger_location)
             ledger = await asyncio.to_thread(read_pages, pages, self.fingerprint)
         except Exception as error:
             return _event(
@@ -127,6 +132,7 @@ class LipSyncBatchTrigger(BaseTrigger):
         inbox = Inbox()
         by_wait: dict[int, ClipRecord] = {}
         waits = []
+        event: dict[str, Any] | None = None
         try:
             for record in waiting:
                 wait = await scheduler.register(
@@ -134,11 +140,35 @@ class LipSyncBatchTrigger(BaseTrigger):
                 )
                 by_wait[id(wait)] = record
                 waits.append(wait)
-            return await self._collect(ledger, inbox, by_wait, len(waiting))
+            event = await self._collect(ledger, inbox, by_wait, len(waiting))
         finally:
             for wait in waits:
                 await scheduler.unregister(wait)
-            await asyncio.to_thread(ledger.flush)
+            if event is None:  # cancelled (a triggerer stopping) or a bug: keep what ended if we can
+                await self._flush(ledger)
+        failure = await self._flush(ledger)
+        if failure is not None:
+            # the operator reads the results from the ledger: tell it they are not all there (its
+            # retry reloads the ledger and polls the clips again: polling is read-only)
+            return _event(
+                "error",
+                event["waiting"],
+                event["ended"],
+                f"{event['ended']} clips ended but the batch ledger at {self.ledger_location} could not "
+                f"be written: {failure}",
+            )
+        return event
+
+    async def _flush(self, ledger: Any) -> BaseException | None:
+        """Write the pages that changed; a failure is logged, and the next flush writes every page."""
+        try:
+            await asyncio.to_thread(ledger.flush, all_pages=self._unwritten)
+        except Exception as error:  # object storage or a disk that fails now and then
+            self._unwritten = True
+            self.log.warning("Jogg batch: could not write the ledger at %s: %s", self.ledger_location, error)
+            return error
+        self._unwritten = False
+        return None
 
     async def _collect(
         self, ledger: Any, inbox: Any, by_wait: dict[int, ClipRecord], total: int
@@ -179,7 +209,7 @@ class LipSyncBatchTrigger(BaseTrigger):
                 failed += self._record(ledger, record, note)
             now = loop.time()
             if now >= next_flush:
-                await asyncio.to_thread(ledger.flush)
+                await self._flush(ledger)  # a failure waits for the next flush: polling goes on
                 next_flush = now + FLUSH_SECONDS
             if now >= next_progress:
                 self._progress(ended, failed, total, now - started)
