@@ -235,6 +235,7 @@ class Ledger:
             self._dirty = set()
             contents = {page: self._content(page) for page in dirty}
         failure: BaseException | None = None
+        unwritten: set[int] = set()
         for store in self.stores:
             for page, content in contents.items():
                 try:
@@ -243,8 +244,11 @@ class Ledger:
                     log.error(
                         "Could not write page %d of the batch ledger to %s: %s", page, store.describe(), error
                     )
+                    unwritten.add(page)
                     failure = failure or error
         if failure is not None:
+            with self._lock:  # written again by the next flush, with whatever changed since
+                self._dirty |= unwritten
             raise failure
 
     def _content(self, page: int) -> dict[str, Any]:

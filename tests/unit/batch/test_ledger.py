@@ -135,3 +135,21 @@ def test_the_state_store_pages_are_kept_under_their_own_keys():
     ledger.flush()
     assert list(raw.values) == ["jogg_batch_page_1"]
     assert raw.values["jogg_batch_page_1"]["clips"][f"clip-{PAGE_SIZE:05d}"]["task_id"] == "t"
+
+
+def test_a_page_that_failed_to_be_written_is_written_by_the_next_flush(tmp_path):
+    class FlakyOnce(FilePages):
+        failed = False
+
+        def save(self, page, content):
+            if not self.failed:
+                self.failed = True
+                raise OSError("storage blip")
+            super().save(page, content)
+
+    ledger = Ledger(clips(3), [FlakyOnce(tmp_path)], "fp")
+    ledger.update("clip-00001", state=states.CREATED, task_id="t1")
+    with pytest.raises(OSError, match="storage blip"):
+        ledger.flush()
+    ledger.flush()  # nothing changed since: the failed page alone is written again
+    assert read_pages(open_file_pages(tmp_path), "fp").records["clip-00001"].task_id == "t1"
