@@ -95,6 +95,14 @@ async def read_connection(
             return None
 
 
+async def hold_until(not_before: float | None) -> None:
+    """Sleep until ``not_before`` (wall-clock epoch seconds), the deferral floor: no event before it."""
+    if not_before is not None:
+        delay = not_before - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class LipSyncTrigger(BaseTrigger):
     """
     Polls one Jogg lip-sync task until it ends, then fires exactly one event.
@@ -161,11 +169,7 @@ class LipSyncTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
-        if self.not_before is not None:
-            # whatever ended the wait (even a bad connection), no event before the floor
-            delay = self.not_before - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await hold_until(self.not_before)  # whatever ended the wait (a bad connection too)
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:

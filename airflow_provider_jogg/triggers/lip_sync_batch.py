@@ -84,11 +84,10 @@ class LipSyncBatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_jogg.triggers.lip_sync import hold_until
+
         event = await self._wait()
-        if self.not_before is not None:
-            delay = self.not_before - time.time()
-            if delay > 0:  # whatever ended the wait, no event before the deferral floor
-                await asyncio.sleep(delay)
+        await hold_until(self.not_before)  # whatever ended the wait, no event before the floor
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -220,21 +219,9 @@ class LipSyncBatchTrigger(BaseTrigger):
     @staticmethod
     def _record(ledger: Any, record: ClipRecord, note: Note) -> int:
         """Write what ended one clip's wait into the ledger; 1 when the clip failed."""
-        from airflow_provider_jogg.batch.ledger import FAILED, SUCCEEDED
-
-        result = note.result
-        if result is not None:
-            ledger.update(
-                record.clip,
-                state=SUCCEEDED if result.succeeded else FAILED,
-                status=result.status,
-                result_url=result.result_url,
-                cover_url=result.cover_url,
-                duration_seconds=result.duration_seconds,
-                error=result.error_message,
-            )
-            return 0 if result.succeeded else 1
-        ledger.update(record.clip, state=FAILED, status="error", error=str(note.error or "the wait ended"))
+        if note.result is not None:
+            return int(ledger.record_result(record.clip, note.result))
+        ledger.record_wait_error(record.clip, note.error or RuntimeError("the wait ended"))
         return 1
 
     def _progress(self, ended: int, failed: int, total: int, elapsed: float) -> None:

@@ -114,12 +114,7 @@ class Wait:
 
     async def next_notes(self) -> list[Note]:
         """Wait until the scheduler has something to say; returns it (at least one note)."""
-        while not self.notes:
-            self.future = asyncio.get_running_loop().create_future()
-            try:
-                await self.future
-            finally:
-                self.future = None
+        await _until_told(self)
         notes, self.notes = self.notes, []
         return notes
 
@@ -163,11 +158,16 @@ class Inbox:
 
     async def next_notes(self) -> list[tuple[Wait, Note]]:
         """Wait until some wait has something to say; returns every note so far, in order."""
-        while not self.notes:
-            self.future = asyncio.get_running_loop().create_future()
-            try:
-                await self.future
-            finally:
-                self.future = None
+        await _until_told(self)
         notes, self.notes = self.notes, []
         return notes
+
+
+async def _until_told(listener: Wait | Inbox) -> None:
+    """Sleep on one future until ``listener`` holds a note (whoever tells it sets the future)."""
+    while not listener.notes:
+        listener.future = asyncio.get_running_loop().create_future()
+        try:
+            await listener.future
+        finally:
+            listener.future = None
