@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_jogg.protocol import CREATE_PATH
 from airflow_provider_jogg.testing.media import result_tag
 from airflow_provider_jogg.testing.server import FINISH_AFTER_CREATE, FINISH_AFTER_POLL
 from airflow_provider_jogg.triggers.lip_sync_batch import LipSyncBatchTrigger
@@ -58,6 +59,9 @@ LATE_AFTER_POLL = 30
 EARLY_AFTER_CREATE = 2
 #: SIGKILL the task once this many Jogg tasks exist (of CLIPS): well inside the create phase
 KILL_WORKER_AT = 400
+#: seconds the fake takes over one create just before the worker is killed (under the connection's
+#: 10 s timeout: the worker waits for it, the kill comes first)
+SLOW_CREATE = 8.0
 #: SIGKILL the triggerer once the trigger has written this many ended clips to the ledger
 KILL_TRIGGERER_AT = 500
 #: the summary's keys: counts and totals, never the rows
@@ -157,17 +161,41 @@ def test_batch_of_2000_through_a_worker_and_a_triggerer_crash(
         return dep.run_state(DAG_ID, run_id) in ("success", "failed")
 
     # 1. The worker, mid-create: some hundreds of Jogg tasks exist, the rest are still to be created.
-    def creating() -> tuple[int, int] | None:
+    #    Then one create answer is slow (the fake sleeps SLOW_CREATE s before it creates the task),
+    #    so the worker is killed inside a window: its clips announced in the ledger, all but the slow
+    #    one answered (those answers not recorded yet), the slow one still on its way; Jogg creates
+    #    that task after the worker died. Those clips are the ones a retry must never send again.
+    def creating() -> int | None:
+        assert not run_over(), dep.task_states(DAG_ID, run_id)
+        created = sum(fake.counts()["tasks"].values())
+        return created if created >= KILL_WORKER_AT else None
+
+    created_before = dep.wait_until(
+        "the batch's creates to be under way", creating, timeout=600, interval=0.2
+    )
+    fake.add_fault(kind="slow", method="POST", path=CREATE_PATH, delay=SLOW_CREATE, times=1)
+
+    def inside_a_window() -> int | None:
+        assert not run_over(), dep.task_states(DAG_ID, run_id)
+        if fake.faults():
+            return None  # the slow create has not arrived yet
         created = sum(fake.counts()["tasks"].values())
         row = ti_row(dep, run_id)
-        if row and row["state"] == "running" and row["pid"] and created >= KILL_WORKER_AT:
-            return int(row["pid"]), created
-        assert not run_over(), dep.task_states(DAG_ID, run_id)
+        # windows are sent whole (none is refused here): all of this one's creates but the slow one
+        if (
+            row
+            and row["state"] == "running"
+            and row["pid"]
+            and created % CREATE_CONCURRENCY == CREATE_CONCURRENCY - 1
+        ):
+            return int(row["pid"])
         return None
 
-    under_way = dep.wait_until("the batch's creates to be under way", creating, timeout=600, interval=0.2)
-    assert under_way is not None
-    pid, created_before = under_way
+    pid = dep.wait_until(
+        "a window of creates waiting on the slow one", inside_a_window, timeout=SLOW_CREATE, interval=0.1
+    )
+    assert pid is not None
+    assert created_before is not None
     # the task's own process, a descendant of the scheduler we started (same session)
     assert os.getsid(pid) == dep.components["scheduler"].pid
     os.kill(pid, signal.SIGKILL)
@@ -228,8 +256,9 @@ def test_batch_of_2000_through_a_worker_and_a_triggerer_crash(
     assert loaded is not None, second[-3000:]
     creating_again = re.search(r"Creating (\d+) Jogg tasks", second)
     assert creating_again is not None, second[-3000:]
-    assert int(loaded.group(1)) >= created_before
-    assert 0 < int(creating_again.group(1)) <= CLIPS - created_before
+    # the windows before the kill, and the one it hit (its slow create was not yet answered)
+    assert int(loaded.group(1)) == created_at_kill + 1, (loaded.group(1), created_at_kill)
+    assert int(creating_again.group(1)) == CLIPS - int(loaded.group(1))
 
     # The triggerer crash: the replacement's trigger resumed from the ledger, waiting for fewer clips
     # than the first triggerer did (those that ended before the crash were flushed to the ledger).
@@ -266,9 +295,12 @@ def test_batch_of_2000_through_a_worker_and_a_triggerer_crash(
     assert set(outcomes) <= {"succeeded", "uncertain"}, outcomes
     uncertain = [r for r in results if r["status"] == "uncertain"]
     # at most the window that was announced when the worker died
-    assert len(uncertain) <= CREATE_CONCURRENCY, uncertain
-    assert all(not r["jogg_task_id"] for r in uncertain), uncertain
+    # exactly the window the worker died in: announced, then lost with their answers
+    assert len(uncertain) == CREATE_CONCURRENCY, uncertain
+    assert all(not r["jogg_task_id"] and "lost while creating" in r["error"] for r in uncertain), uncertain
     uncertain_with_task = [r for r in uncertain if inputs[r["clip"]] in per_pair]
+    # Jogg made a task for each (the slow one's after the kill, unless its late answer was a 429)
+    assert len(uncertain_with_task) >= CREATE_CONCURRENCY - 1, uncertain_with_task
     assert len(tasks) == outcomes["succeeded"] + len(uncertain_with_task)
     assert summary["counts"] == dict(outcomes), (summary["counts"], outcomes)
     assert (summary["succeeded"], summary["failed"]) == (outcomes["succeeded"], len(uncertain))
