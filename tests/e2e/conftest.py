@@ -1,4 +1,4 @@
-"""Level suite ``e2e`` (``make e2e``, ``pytest -m e2e tests/e2e``, about 10 minutes): the provider in
+"""Level suite ``e2e`` (``make e2e``, ``pytest -m e2e tests/e2e``, about 15 minutes): the provider in
 one real Airflow deployment per session (LocalExecutor on SQLite: api-server, scheduler,
 dag-processor, triggerer) against fake Jogg servers running as their own processes, all on loopback.
 
