@@ -12,7 +12,7 @@ default, far higher), then waits for all of them with one ``LipSyncBatchTrigger`
   resumes from the ledger and polls only the clips still running.
 
 Then every saved result must carry the tag of its own clip (the fake tags each result with the
-task's inputs). Runtime: about 3.5-4 minutes on a busy two-core machine (215-218 s measured),
+task's inputs). Runtime: about 3.5-4 minutes on a busy two-core machine (203-218 s measured),
 bounded by the fake's rate limit (``Deployment.batch_rate_limit``, 40 requests/s, for 2,000 creates
 and at least 2,000 status polls), the deployment's 30 s deferral floor and 2,000 downloads. The
 module runs before ``test_deployment.py``, whose secrets test then also searches what this batch
