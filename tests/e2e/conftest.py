@@ -1,4 +1,4 @@
-"""Level suite ``e2e`` (``make e2e``, ``pytest -m e2e tests/e2e``, about 10 minutes): the provider in
+"""Level suite ``e2e`` (``make e2e``, ``pytest -m e2e tests/e2e``, about 15 minutes): the provider in
 one real Airflow deployment per session (LocalExecutor on SQLite: api-server, scheduler,
 dag-processor, triggerer) against fake Jogg servers running as their own processes, all on loopback.
 
@@ -43,6 +43,7 @@ def e2e_keys() -> dict[str, str]:
     return {
         "jogg_default": f"sk-jogg-E2E-DEFAULT-{secrets.token_hex(12)}",
         "jogg_load": f"sk-jogg-E2E-LOAD-{secrets.token_hex(12)}",
+        "jogg_batch": f"sk-jogg-E2E-BATCH-{secrets.token_hex(12)}",
     }
 
 
@@ -57,6 +58,7 @@ def deployment(e2e_keys: dict[str, str], request: pytest.FixtureRequest) -> Iter
         load_key=e2e_keys["jogg_load"],
         load_rate_limit=LOAD_RATE_LIMIT,
         load_conn_extra={},
+        batch_key=e2e_keys["jogg_batch"],
     )
     try:
         with SUITE.running(dep):

@@ -7,7 +7,8 @@ and these processes, each started in its own session and stopped by its own PID
 - two fake Jogg servers (:mod:`tests.harness.fake`), each its own process: ``jogg_default`` (tasks
   stay ``processing`` until the test says otherwise, so every wait is observable) and ``jogg_load``
   (a request-rate limit that answers 429; tasks end when their URL's marker says, or when the test
-  says);
+  says); with a ``batch_key``, a third, ``jogg_batch``, for the batch operator's thousands of clips
+  (its own rate limit, a bounded request log, results tagged with their task and clip);
 - ``airflow api-server`` (started first: the workers call its Execution API),
 - ``airflow scheduler`` (LocalExecutor, low parallelism), ``airflow dag-processor`` and
   ``airflow triggerer``.
@@ -56,6 +57,10 @@ E2E_CONN_EXTRA: dict[str, Any] = {"retry_backoff": 0.2, "timeout": 10, "api_plat
 #: fake Jogg options: a task stays ``processing`` after 1 s ``pending`` until its URL's marker or the
 #: test ends it
 FAKE_TIMING = ("--pending-seconds", "1", "--processing-seconds", "never")
+#: the ``jogg_batch`` fake: thousands of tasks in one session, so only the newest requests are kept
+#: in detail (``GET /_fake/counts`` stays exact), the shipped sample is every result (no ffmpeg per
+#: task) and each result names its task and clip
+BATCH_FAKE_OPTIONS = ("--max-recorded-requests", "500", "--no-ffmpeg", "--tag-results")
 
 T = TypeVar("T")
 
@@ -86,6 +91,10 @@ class Deployment:
     env_overrides: dict[str, str] = field(default_factory=dict)
     #: the ``extra`` of the ``jogg_load`` connection (``{}``: every setting at the hook's default)
     load_conn_extra: dict[str, Any] = field(default_factory=lambda: dict(E2E_CONN_EXTRA))
+    #: the key of the ``jogg_batch`` account (``None``: no such fake, no such connection)
+    batch_key: str | None = None
+    #: requests per second the ``jogg_batch`` fake takes (429 above)
+    batch_rate_limit: float = 40.0
 
     # ---- layout: the Airflow home (SQLite DB, task logs), the DAGs folder, the processes' output
     home: Path = field(init=False)
@@ -118,6 +127,10 @@ class Deployment:
         return self.fakes["jogg_load"]
 
     @property
+    def batch_fake(self) -> FakeJogg:
+        return self.fakes["jogg_batch"]
+
+    @property
     def triggerer(self) -> Process:
         return self.components["triggerer"]
 
@@ -144,6 +157,17 @@ class Deployment:
             log_dir=self.proc_logs,
             env=fake_env,
         )
+        if self.batch_key is not None:
+            self.fakes["jogg_batch"] = start_fake_jogg(
+                "fake-jogg-batch",
+                self.batch_key,
+                *FAKE_TIMING,
+                "--rate-limit",
+                f"{self.batch_rate_limit:g}",
+                *BATCH_FAKE_OPTIONS,
+                log_dir=self.proc_logs,
+                env=fake_env,
+            )
 
         from cryptography.fernet import Fernet
 
@@ -177,6 +201,8 @@ class Deployment:
             "AIRFLOW_CONN_JOGG_DEFAULT": self._conn(self.default_fake.url, self.default_key),
             "AIRFLOW_CONN_JOGG_LOAD": self._conn(self.load_fake.url, self.load_key, self.load_conn_extra),
         }
+        if self.batch_key is not None:
+            self.env["AIRFLOW_CONN_JOGG_BATCH"] = self._conn(self.batch_fake.url, self.batch_key)
         self.env.update(self.env_overrides)
         if MIN_DEFERRAL_ENV in self.env:
             raise HarnessError(

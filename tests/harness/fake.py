@@ -48,6 +48,12 @@ class FakeJogg:
         """task_id -> video_url, audio_url, playback_type, created_at, status, completed_at, ..."""
         return self._get("/_fake/tasks")
 
+    def counts(self) -> dict[str, Any]:
+        """Exact counts, also of requests no longer kept in detail (``--max-recorded-requests``):
+        ``requests``, ``creates``, ``status_polls``, ``by_status`` (HTTP status as text -> n) and
+        ``tasks`` (status -> n)."""
+        return self._get("/_fake/counts")
+
     def faults(self) -> list[dict[str, Any]]:
         """The faults still active."""
         return self._get("/_fake/faults")
