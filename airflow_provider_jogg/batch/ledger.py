@@ -224,7 +224,7 @@ class Ledger:
         )
         return not result.succeeded
 
-    def record_wait_error(self, clip: str, error: BaseException) -> None:
+    def record_wait_error(self, clip: str, error: BaseException | str) -> None:
         """A fatal error ended a clip's wait (Jogg does not know its task, say): the clip failed."""
         self.update(clip, state=FAILED, status="error", error=str(error))
 

@@ -221,7 +221,8 @@ class LipSyncBatchTrigger(BaseTrigger):
         """Write what ended one clip's wait into the ledger; 1 when the clip failed."""
         if note.result is not None:
             return int(ledger.record_result(record.clip, note.result))
-        ledger.record_wait_error(record.clip, note.error or RuntimeError("the wait ended"))
+        # a fatal error ends a clip's wait (its note carries it); the batch's waits have no end time
+        ledger.record_wait_error(record.clip, note.error or f"the wait ended ({note.kind.value})")
         return 1
 
     def _progress(self, ended: int, failed: int, total: int, elapsed: float) -> None:
