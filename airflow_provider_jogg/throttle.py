@@ -89,7 +89,8 @@ class AccountThrottle:
         """
         while True:
             delay = self.reserve()
-            if delay > 0:
-                yield delay
+            if delay <= 0:  # the slot is now, so the account is open too: nothing more to ask
+                return
+            yield delay
             if self.remaining() <= 0:
                 return

@@ -251,3 +251,23 @@ async def test_a_stepped_wall_clock_neither_stalls_the_waits_nor_undercuts_retry
     # comes within the Retry-After (nothing else was on its way when the 429 was answered)
     assert min(r.time for r in requests[1:]) - requests[0].time >= 1.0
     assert {r.path.rsplit("/", 1)[1] for r in requests} == set(ids)  # every wait polled
+
+
+def test_the_wait_for_a_slot_asks_again_while_a_retry_after_holds():
+    clock = FakeClock(100.0)
+    throttle = AccountThrottle(rate=0, clock=clock)
+    assert list(throttle.waits_before_send()) == []  # open, no limit: send at once, nothing asked
+    throttle.close_for(2.0)
+    waits = throttle.waits_before_send()
+    assert next(waits) == pytest.approx(2.0)  # the 429's Retry-After
+    clock.now = 101.0  # the caller slept less than asked (woken early): the account is still closed
+    assert next(waits) == pytest.approx(1.0)
+    clock.now = 102.0
+    assert list(waits) == []  # open again: the request goes out
+
+
+def test_the_wait_for_a_slot_follows_the_rate():
+    clock = FakeClock(100.0)
+    throttle = AccountThrottle(rate=1, clock=clock)
+    assert list(throttle.waits_before_send()) == []  # the first one is free
+    assert list(throttle.waits_before_send()) == [pytest.approx(1.0)]  # the next one a second later
