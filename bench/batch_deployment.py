@@ -36,6 +36,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -187,7 +188,7 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # The deployment and the runs
 # --------------------------------------------------------------------------------------------------
-def start_deployment(root: Path, batch_rate_limit: float) -> Deployment:
+def start_deployment(root: Path, batch_rate_limit: float, dag_files: tuple[Path, ...]) -> Deployment:
     dep = Deployment(
         root=root,
         default_key=f"sk-jogg-BENCH-DEFAULT-{secrets.token_hex(12)}",
@@ -199,7 +200,7 @@ def start_deployment(root: Path, batch_rate_limit: float) -> Deployment:
     )
     # the benchmark's DAGs beside the harness's (start() copies those and keeps what is there)
     dep.dags_folder.mkdir(parents=True, exist_ok=True)
-    for dag_file in (BATCH_DAG, MAPPED_DAG):
+    for dag_file in dag_files:
         shutil.copy(dag_file, dep.dags_folder / dag_file.name)
     dep.start()
     return dep
@@ -221,6 +222,17 @@ def write_clips(path: Path, run_id: str, clips: int, finish_after: float, *, map
                     audio: f"{base}/audio-{i:05d}.mp3",
                 }
             )
+
+
+def wait_parsed(dep: Deployment) -> None:
+    """Wait until every DAG file of the folder is serialized, so the baseline holds their rows."""
+    files = len(list(dep.dags_folder.glob("*.py")))
+    dep.wait_until(
+        f"{files} DAGs to be serialized",
+        lambda: dep.query("SELECT count(*) AS n FROM serialized_dag")[0]["n"] >= files,
+        timeout=300,
+        interval=2,
+    )
 
 
 def quiet(dep: Deployment) -> None:
@@ -262,6 +274,14 @@ def trigger_rows(dep: Deployment, dag_id: str, run_id: str, seen: dict[int, int]
         seen[row["id"]] = len(row["kwargs"])
 
 
+def span(samples: list[tuple[float, ...]], column: int, total: int) -> tuple[float | None, float | None]:
+    """Seconds since the trigger of the first sample where ``column`` > 0 and of the first where it
+    reached ``total``."""
+    first = next((s[0] for s in samples if s[column] > 0), None)
+    done = next((s[0] for s in samples if s[column] >= total), None)
+    return (round(first, 1) if first is not None else None, round(done, 1) if done is not None else None)
+
+
 def xcom_sizes(dep: Deployment, dag_id: str, run_id: str) -> dict[str, int]:
     rows = dep.query(
         "SELECT length(CAST(value AS BLOB)) AS n FROM xcom WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
@@ -273,9 +293,12 @@ def xcom_sizes(dep: Deployment, dag_id: str, run_id: str) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------
 # Scenarios
 # --------------------------------------------------------------------------------------------------
-def batch10k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
+def batch10k(
+    dep: Deployment, args: argparse.Namespace, save: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     fake = dep.batch_fake
     dep.wait_for_dag(BATCH_DAG_ID)
+    wait_parsed(dep)
     quiet(dep)
     run_id = f"bench-batch10k-{uuid.uuid4().hex[:6]}"
     folder = dep.root / run_id
@@ -289,8 +312,10 @@ def batch10k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
         "conn_id": "jogg_batch",
     }
     before = snapshot(dep)
-    creates_at: list[tuple[float, int]] = []  # (seconds since the trigger, creates the fake saw)
+    # (seconds since the trigger, creates and status polls the fake saw, results saved so far)
+    samples: list[tuple[float, int, int, int]] = []
     triggers: dict[int, int] = {}
+    results = folder / "results"
     t0 = time.monotonic()
     last = [0.0]
 
@@ -298,23 +323,37 @@ def batch10k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
         now = time.monotonic()
         if now - last[0] >= 1.0:
             last[0] = now
-            creates_at.append((now - t0, int(fake.counts()["creates"])))
+            counts = fake.counts()
+            saved = sum(1 for _ in results.glob("*.mp4")) if results.is_dir() else 0
+            samples.append((now - t0, int(counts["creates"]), int(counts["status_polls"]), saved))
             trigger_rows(dep, BATCH_DAG_ID, run_id, triggers)
 
     state, wall = run_and_watch(dep, BATCH_DAG_ID, run_id, conf, args.timeout, watch)
     after = snapshot(dep)
     counts = fake.counts()
-    first = next((t for t, n in creates_at if n > 0), None)
-    done = next((t for t, n in creates_at if n >= args.clips), None)
-    create_phase = round(done - first, 1) if first is not None and done is not None else None
+    phases = {
+        "create": span(samples, 1, args.clips),
+        "status_polls": span(samples, 2, args.clips),
+        "download": span(samples, 3, args.clips),
+    }
+    task_logs = dep.task_logs / f"dag_id={BATCH_DAG_ID}" / f"run_id={run_id}"
+    oversized = sum(
+        log.read_text(errors="replace").count("exceeds configured max_value_storage_bytes")
+        for log in task_logs.rglob("*.log")
+    )
     xcoms = dep.xcoms(BATCH_DAG_ID, run_id, BATCH_TASK)
     summary = xcoms.get(-1)
     saved = sorted((folder / "results").glob("*.mp4"))
     return {
         "run_state": state,
         "wall_seconds": round(wall, 1),
-        "create_phase_seconds": create_phase,
-        "create_phase_sampled": "first to last create seen by polling the fake's counts every ~1 s",
+        "create_phase_seconds": phases["create"][1] - phases["create"][0]
+        if None not in phases["create"]
+        else None,
+        "phases_seconds_since_trigger": phases,
+        "phases_sampled": "(first, last) sample with creates / status polls / saved results > 0 and "
+        ">= clips; the fake's counts and the output folder polled every ~1 s",
+        "state_store_oversized_warnings": oversized,
         "creates": counts["creates"],
         "creates_over_limit_seconds": round(args.clips / args.rate_limit, 1),
         "status_polls": counts["status_polls"],
@@ -331,9 +370,12 @@ def batch10k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cost1k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
+def cost1k(
+    dep: Deployment, args: argparse.Namespace, save: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     dep.wait_for_dag(BATCH_DAG_ID)
     dep.wait_for_dag(MAPPED_DAG_ID)
+    wait_parsed(dep)
     quiet(dep)  # the example's @daily run (its sample manifest is not in the DAGs folder: it fails)
     idle = idle_rate(dep, args.idle_seconds)
     shapes: dict[str, Any] = {"idle_cpu_seconds_per_second": idle}
@@ -392,6 +434,7 @@ def cost1k(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
             **cost,
         }
         print(f"[{time.strftime('%H:%M:%S')}] {shape}: {state} in {wall:.0f} s", flush=True)
+        save(shapes)  # written after each shape: the batch's figures survive a mapped run cut short
     b, m = shapes["batch"], shapes["mapped"]
     shapes["ratio_batch_over_mapped"] = {
         key: round(b[key] / m[key], 4) if m[key] else None
@@ -476,11 +519,26 @@ def main() -> int:
         },
     }
     print(f"deployment in {root}", flush=True)
-    dep = start_deployment(root, args.rate_limit)
+
+    def stop_on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # the finally below stops the deployment by PID
+
+    # a background job ignores SIGINT: SIGTERM to this script's PID must still stop what it started
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # the mapped example (an @daily DAG: its own first run fails at once) only where it is measured
+    dags = (BATCH_DAG,) if args.scenario == "batch10k" else (BATCH_DAG, MAPPED_DAG)
+    dep = start_deployment(root, args.rate_limit, dags)
     ok = False
     try:
         doc["deployment_start"] = {k: round(v, 1) for k, v in dep.timings.items()}
-        doc["result"] = (batch10k if args.scenario == "batch10k" else cost1k)(dep, args)
+
+        def save(partial: dict[str, Any]) -> None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(
+                json.dumps({**doc, "result": partial, "partial": True}, indent=2, default=str) + "\n"
+            )
+
+        doc["result"] = (batch10k if args.scenario == "batch10k" else cost1k)(dep, args, save)
         doc["machine"]["loadavg_at_end"] = os.getloadavg()
         ok = True
     finally:
