@@ -274,12 +274,19 @@ def trigger_rows(dep: Deployment, dag_id: str, run_id: str, seen: dict[int, int]
         seen[row["id"]] = len(row["kwargs"])
 
 
-def span(samples: list[tuple[float, ...]], column: int, total: int) -> tuple[float | None, float | None]:
+def span(
+    samples: list[tuple[float, int, int, int]], column: int, total: int
+) -> tuple[float | None, float | None]:
     """Seconds since the trigger of the first sample where ``column`` > 0 and of the first where it
     reached ``total``."""
     first = next((s[0] for s in samples if s[column] > 0), None)
     done = next((s[0] for s in samples if s[column] >= total), None)
     return (round(first, 1) if first is not None else None, round(done, 1) if done is not None else None)
+
+
+def duration(phase: tuple[float | None, float | None]) -> float | None:
+    first, last = phase
+    return None if first is None or last is None else round(last - first, 1)
 
 
 def xcom_sizes(dep: Deployment, dag_id: str, run_id: str) -> dict[str, int]:
@@ -347,9 +354,7 @@ def batch10k(
     return {
         "run_state": state,
         "wall_seconds": round(wall, 1),
-        "create_phase_seconds": phases["create"][1] - phases["create"][0]
-        if None not in phases["create"]
-        else None,
+        "create_phase_seconds": duration(phases["create"]),
         "phases_seconds_since_trigger": phases,
         "phases_sampled": "(first, last) sample with creates / status polls / saved results > 0 and "
         ">= clips; the fake's counts and the output folder polled every ~1 s",
