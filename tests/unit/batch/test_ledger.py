@@ -38,13 +38,35 @@ def clips(n: int) -> list[str]:
 
 def test_a_change_rewrites_only_its_page(tmp_path):
     ledger = Ledger(clips(PAGE_SIZE * 3), [FilePages(tmp_path)], "fp")
-    ledger.update("clip-00260", state=states.CREATED, task_id="t-260")
+    changed = f"clip-{PAGE_SIZE + 10:05d}"  # on the second page
+    ledger.update(changed, state=states.CREATED, task_id="t-x")
     ledger.flush()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page-00001.json"]
     page = json.loads((tmp_path / "page-00001.json").read_text())
     assert page["fingerprint"] == "fp"
-    assert page["clips"]["clip-00260"] == {"clip": "clip-00260", "state": "created", "task_id": "t-260"}
+    assert page["clips"][changed] == {"clip": changed, "state": "created", "task_id": "t-x"}
     assert len(page["clips"]) == PAGE_SIZE
+
+
+def test_a_full_page_stays_under_the_state_stores_size_warning():
+    # Airflow 3.3 warns on every write of a value above [state_store] max_value_storage_bytes (64 KiB)
+    ledger = Ledger(clips(PAGE_SIZE), [], "f" * 16)
+    # URLs as long as Jogg's (https://res.jogg.ai/... with a task id in them)
+    long = "https://res.jogg.ai/lipsync/3d5c6930-d0da-4f7b-826e-cd1530f6734f"
+    for clip in ledger.records:
+        ledger.update(
+            clip,
+            state=states.SAVED,
+            task_id="3d5c6930-d0da-4f7b-826e-cd1530f6734f",
+            inputs={"video_url": long + "/v.mp4", "audio_url": long + "/a.wav", "playback_type": "normal"},
+            status="success",
+            result_url=long + "/result.mp4",
+            cover_url=long + "/cover.jpg",
+            duration_seconds=12.5,
+            output_path="s3://bucket/2026-12-02/clips/" + clip + ".mp4",
+            creates=1,
+        )
+    assert len(json.dumps(ledger._content(0))) < 65_535
 
 
 def test_a_new_ledger_reads_back_what_was_flushed(tmp_path):
