@@ -64,9 +64,6 @@ class LipSyncBatchTrigger(BaseTrigger):
         self.end_time = None if end_time is None else float(end_time)
         self.not_before = None if not_before is None else float(not_before)
         self.progress_interval = float(progress_interval)
-        # a write of the ledger failed: the next one writes every page (Ledger.flush forgets the
-        # pages it was asked to write, written or not)
-        self._unwritten = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # a persistent schema: later versions may only add keyword arguments with defaults
@@ -159,14 +156,12 @@ class LipSyncBatchTrigger(BaseTrigger):
         return event
 
     async def _flush(self, ledger: Any) -> BaseException | None:
-        """Write the pages that changed; a failure is logged, and the next flush writes every page."""
+        """Write the pages that changed; a failure is logged (its pages stay due for the next flush)."""
         try:
-            await asyncio.to_thread(ledger.flush, all_pages=self._unwritten)
+            await asyncio.to_thread(ledger.flush)
         except Exception as error:  # object storage or a disk that fails now and then
-            self._unwritten = True
             self.log.warning("Jogg batch: could not write the ledger at %s: %s", self.ledger_location, error)
             return error
-        self._unwritten = False
         return None
 
     async def _collect(
