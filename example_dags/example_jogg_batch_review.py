@@ -55,15 +55,14 @@ def storage_path(location: str) -> Any:
     return Path(location)
 
 
-def read_result_manifest(location: str) -> list[dict[str, str]]:
-    """The rows of a batch's result manifest (CSV; empty cells are empty strings)."""
-    import csv
-    import io
+def read_result_manifest(location: str) -> list[dict[str, Any]]:
+    """The rows of a batch's result manifest (imported when a task runs, not when the DAG is parsed)."""
+    from airflow_provider_jogg.batch.report import read_result_manifest as read
 
-    return list(csv.DictReader(io.StringIO(storage_path(location).read_text(encoding="utf-8"))))
+    return read(location)
 
 
-def review_body(summary: dict[str, Any], rows: list[dict[str, str]]) -> str:
+def review_body(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The Markdown shown to the reviewer: the counts, the credits, a few results, the failures."""
     counts = ", ".join(f"{n} {outcome}" for outcome, n in summary["counts"].items())
     lines = [

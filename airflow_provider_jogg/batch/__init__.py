@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_provider_jogg.batch.budget import BatchEstimate, check_budget, estimate_batch
 from airflow_provider_jogg.batch.durations import media_duration
 from airflow_provider_jogg.batch.manifest import ClipRow, manifest_fingerprint, read_clips
+from airflow_provider_jogg.batch.report import read_result_manifest
 
 __all__ = [
     "BatchEstimate",
@@ -14,4 +15,5 @@ __all__ = [
     "manifest_fingerprint",
     "media_duration",
     "read_clips",
+    "read_result_manifest",
 ]

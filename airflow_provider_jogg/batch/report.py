@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jogg.batch import ledger as states
-from airflow_provider_jogg.media_inputs import is_local_path
+from airflow_provider_jogg.media_inputs import is_local_path, to_path
 from airflow_provider_jogg.results import credits_estimate
 
 if TYPE_CHECKING:
@@ -87,6 +87,32 @@ def write_manifest(ledger: Ledger, location: Any) -> str:
         with location.open("w", encoding="utf-8") as handle:
             handle.write(text)
     return str(location)
+
+
+#: the result manifest's number columns (empty in CSV, null in JSON Lines, when unknown)
+_NUMBERS = ("duration_seconds", "credits")
+
+
+def read_result_manifest(location: Any) -> list[dict[str, Any]]:
+    """
+    The rows of a batch's result manifest, as written: one dict per clip with the :data:`COLUMNS`
+    (``None`` where a value is unknown, numbers as floats), for a task downstream of the batch
+    (a review, a publish step) reading ``summary["manifest"]``.
+
+    :param location: a path, a URI or an ``ObjectStoragePath`` (``.csv``, ``.jsonl`` or ``.ndjson``)
+    """
+    path = to_path(location, "result manifest")
+    text = path.read_text(encoding="utf-8")
+    if str(path.suffix).lower() in (".jsonl", ".ndjson"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row: dict[str, Any] = {k: (v if v != "" else None) for k, v in raw.items()}
+        for column in _NUMBERS:
+            if row.get(column) is not None:
+                row[column] = float(row[column])
+        rows.append(row)
+    return rows
 
 
 def summary(ledger: Ledger, manifest: str) -> dict[str, Any]:

@@ -54,9 +54,11 @@ class LipSyncBatchOperator(BaseOperator):
     :param playback_type: the default for rows that give none (templated)
     :param jogg_conn_id: the Airflow connection id (templated)
     :param max_failed: clips that may fail (Jogg failed, refused, uncertain, not created, not finished,
-        not saved) with the task still succeeding (default 0)
-    :param max_failed_ratio: the same as a fraction of the clips (``0.01``: 1 %); the larger allowance wins
+        not saved) with the task still succeeding (default 0; templated, e.g. ``"{{ params.allowed }}"``)
+    :param max_failed_ratio: the same as a fraction of the clips (``0.01``: 1 %); the larger allowance
+        wins (templated)
     :param max_credits: refuse the batch before any create when its estimated credits exceed this
+        (templated)
     :param check_quota: refuse the batch before any create when its estimate exceeds the account's
         remaining quota (default ``True``)
     :param deferrable: wait in the triggerer (default ``True``)
@@ -68,7 +70,16 @@ class LipSyncBatchOperator(BaseOperator):
     :param download_concurrency: results downloaded at once
     """
 
-    template_fields: Sequence[str] = ("clips", "manifest_path", "output_dir", "playback_type", "jogg_conn_id")
+    template_fields: Sequence[str] = (
+        "clips",
+        "manifest_path",
+        "output_dir",
+        "playback_type",
+        "jogg_conn_id",
+        "max_failed",
+        "max_failed_ratio",
+        "max_credits",
+    )
     ui_color = "#d6ecfa"
 
     def __init__(
@@ -97,24 +108,16 @@ class LipSyncBatchOperator(BaseOperator):
         self.output_dir = output_dir
         self.playback_type = playback_type
         self.jogg_conn_id = jogg_conn_id
-        # not templated: checked now, so a bad value is a DAG parse error
-        if isinstance(max_failed, bool) or not isinstance(max_failed, int) or max_failed < 0:
-            raise exc.JoggConfigError(f"max_failed must be a whole number >= 0, got {max_failed!r}.")
-        if max_failed_ratio is not None and not (
-            isinstance(max_failed_ratio, (int, float)) and 0 <= max_failed_ratio <= 1
-        ):
-            raise exc.JoggConfigError(f"max_failed_ratio must be between 0 and 1, got {max_failed_ratio!r}.")
-        if max_credits is not None and not (isinstance(max_credits, (int, float)) and max_credits >= 0):
-            raise exc.JoggConfigError(f"max_credits must be a number >= 0, got {max_credits!r}.")
+        # checked now, so a bad value is a DAG parse error; a template is checked once rendered
+        self.max_failed, self.max_failed_ratio, self.max_credits = _checked_limits(
+            max_failed, max_failed_ratio, max_credits, rendered=False
+        )
         for name, value in (
             ("create_concurrency", create_concurrency),
             ("download_concurrency", download_concurrency),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise exc.JoggConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
-        self.max_failed = max_failed
-        self.max_failed_ratio = max_failed_ratio
-        self.max_credits = max_credits
         self.check_quota = check_quota
         self.deferrable = deferrable
         self.poke_interval = validate_wait_seconds(poke_interval, "poke_interval")
@@ -135,6 +138,7 @@ class LipSyncBatchOperator(BaseOperator):
         from airflow_provider_jogg.batch import ledger as states
         from airflow_provider_jogg.batch.creating import CreatePhase
 
+        self._render_limits()
         rows = self._rows()
         targets = self._targets(rows)
         inputs = self._checked_inputs(rows)  # every row checked before the first request
@@ -184,10 +188,17 @@ class LipSyncBatchOperator(BaseOperator):
             raise exc.JoggEventError(f"Jogg batch trigger event has an unexpected shape: {str(event)[:200]}")
         if event["status"] == "error":
             raise exc.JoggEventError(f"The Jogg batch's wait failed: {event.get('message')}")
+        self._render_limits()
         rows = self._rows()
         ledger = self._ledger(context, rows)
         ledger.load()
         return self._finish(context, ledger, self._targets(rows), timed_out=event["status"] == "timeout")
+
+    def _render_limits(self) -> None:
+        """The failure allowances and the budget as rendered: numbers (a template gives text)."""
+        self.max_failed, self.max_failed_ratio, self.max_credits = _checked_limits(
+            self.max_failed, self.max_failed_ratio, self.max_credits, rendered=True
+        )
 
     # --- the rows --------------------------------------------------------------------------------------
     def _rows(self) -> list[ClipRow]:
@@ -365,3 +376,45 @@ class LipSyncBatchOperator(BaseOperator):
         self.log.info(
             "Jogg batch (%s): %s", phase, ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         )
+
+
+def _checked_limits(
+    max_failed: Any, max_failed_ratio: Any, max_credits: Any, *, rendered: bool
+) -> tuple[Any, Any, Any]:
+    """
+    ``max_failed``, ``max_failed_ratio`` and ``max_credits`` checked and made numbers.
+
+    Each may be given as text (a rendered template, ``"5"``; ``""`` or ``"None"`` for an optional
+    one); before rendering (``rendered=False``) a value holding a Jinja template is left as it is.
+    """
+
+    def number(value: Any, whole: bool) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text in ("", "None"):
+            return None
+        try:
+            return int(text) if whole else float(text)
+        except ValueError:
+            return value  # reported below, as given
+
+    def later(value: Any) -> bool:
+        return not rendered and isinstance(value, str) and ("{{" in value or "{%" in value)
+
+    def is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not later(max_failed):
+        max_failed = number(max_failed, True)
+        if not (is_number(max_failed) and isinstance(max_failed, int) and max_failed >= 0):
+            raise exc.JoggConfigError(f"max_failed must be a whole number >= 0, got {max_failed!r}.")
+    if not later(max_failed_ratio):
+        max_failed_ratio = number(max_failed_ratio, False)
+        if max_failed_ratio is not None and not (is_number(max_failed_ratio) and 0 <= max_failed_ratio <= 1):
+            raise exc.JoggConfigError(f"max_failed_ratio must be between 0 and 1, got {max_failed_ratio!r}.")
+    if not later(max_credits):
+        max_credits = number(max_credits, False)
+        if max_credits is not None and not (is_number(max_credits) and max_credits >= 0):
+            raise exc.JoggConfigError(f"max_credits must be a number >= 0, got {max_credits!r}.")
+    return max_failed, max_failed_ratio, max_credits

@@ -127,6 +127,26 @@ def test_max_failed_lets_a_batch_succeed_with_some_failures(jogg_conn, tmp_path,
     assert task_states(dag_run)["batch"] == state
 
 
+@pytest.mark.parametrize(("allowed", "state"), [(2, "success"), (1, "failed")])
+def test_max_failed_can_come_from_the_run_conf(jogg_conn, tmp_path, allowed, state):
+    dag = batch_dag(
+        clips=rows(10, fail=(2, 7)),
+        manifest_path=str(tmp_path / "m.csv"),
+        max_failed="{{ dag_run.conf['allowed'] }}",
+    )
+    dag_run = run_dag(dag, run_conf={"allowed": allowed})
+    assert task_states(dag_run)["batch"] == state
+
+
+def test_a_limit_that_renders_to_no_number_fails_before_any_request(jogg_conn, tmp_path):
+    dag = batch_dag(
+        clips=rows(3), manifest_path=str(tmp_path / "m.csv"), max_failed_ratio="{{ dag_run.conf['ratio'] }}"
+    )
+    dag_run = run_dag(dag, run_conf={"ratio": "some"})
+    assert task_states(dag_run)["batch"] == "failed"
+    assert jogg_conn.requests == []
+
+
 class _LostWorker(BaseException):
     """Stands in for a worker killed mid-create: nothing in the operator catches it."""
 
@@ -258,6 +278,16 @@ def test_bad_settings_are_dag_parse_errors():
         LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", max_failed_ratio=2)
     with pytest.raises(exc.JoggConfigError, match="create_concurrency"):
         LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", create_concurrency=0)
+    with pytest.raises(exc.JoggConfigError, match="max_credits must be a number >= 0, got 'many'"):
+        LipSyncBatchOperator(task_id="b", clips=[], manifest_path="m.csv", max_credits="many")
+    # text that is a number is one; a template is checked once rendered
+    op = LipSyncBatchOperator(
+        task_id="b", clips=[], manifest_path="m.csv", max_failed="3", max_credits="{{ params.budget }}"
+    )
+    assert (op.max_failed, op.max_credits) == (3, "{{ params.budget }}")
+    op.max_credits = "-1"  # as rendered
+    with pytest.raises(exc.JoggConfigError, match=r"max_credits must be a number >= 0, got -1\.0"):
+        op._render_limits()
 
 
 def wav(path, seconds: float):
@@ -291,6 +321,16 @@ def test_a_batch_over_max_credits_sends_nothing(jogg_conn, tmp_path):
     dag_run = run_dag(batch_dag(clips=given, manifest_path=str(tmp_path / "m.csv"), max_credits=5))
     assert task_states(dag_run)["batch"] == "failed"
     assert jogg_conn.requests == []  # no upload, no create, not even the quota (check_quota=False)
+
+
+def test_a_budget_from_the_run_conf_is_enforced(jogg_conn, tmp_path):
+    given = local_rows(tmp_path, 3, 300)  # about 7.2 credits
+    dag = batch_dag(
+        clips=given, manifest_path=str(tmp_path / "m.csv"), max_credits="{{ dag_run.conf['budget'] }}"
+    )
+    dag_run = run_dag(dag, run_conf={"budget": 5})
+    assert task_states(dag_run)["batch"] == "failed"
+    assert jogg_conn.requests == []
 
 
 def test_a_batch_over_the_remaining_quota_creates_nothing(jogg_conn, tmp_path):
