@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.connection import JoggConnectionConfig, config_for_connection
@@ -103,15 +102,9 @@ class AsyncJoggClient:
         """One status request, no retry. Raises a :class:`JoggAPIError` subclass on any failure."""
         return parse_lip_sync_result(await self.fetch_status(task_id), task_id)
 
-    def status_url(self, task_id: str) -> URL:
-        """The status URL of a task, built once for a caller that polls it again and again (aiohttp
-        parses a URL given as text on every request)."""
-        return URL(self._status_prefix + task_id)
-
-    async def fetch_status(self, task_id: str, url: URL | None = None) -> dict[str, Any]:
+    async def fetch_status(self, task_id: str) -> dict[str, Any]:
         """
         One status request, no retry: the ``data`` object of a well-formed answer, unparsed.
-        ``url``: the task's :meth:`status_url`, when the caller keeps it.
 
         The common answer (HTTP 200, code 0, a ``data`` object with a string ``status``) takes a
         short path; anything else goes through :func:`~airflow_provider_jogg.protocol.parse_envelope`
@@ -127,7 +120,7 @@ class AsyncJoggClient:
         try:
             # never follow a redirect: aiohttp would re-send x-api-key to whatever host it names
             async with session.get(
-                self._status_prefix + task_id if url is None else url,
+                self._status_prefix + task_id,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,

@@ -106,7 +106,6 @@ class PollScheduler:
         now = self._loop.time()
         deadline = None if end_time is None else now + (end_time - time.time())
         wait = Wait(task_id, interval, end_time, deadline, inbox)
-        wait.url = self.client.status_url(task_id)
         if interval / 10 < self.tick:
             self.tick = max(interval / 10, 0.001)
         first = interval * random.uniform(1 - FIRST_POLL_SPREAD, 1 + FIRST_POLL_SPREAD)
@@ -231,7 +230,7 @@ class PollScheduler:
 
     async def _poll(self, wait: Wait) -> None:
         try:
-            data = await self.client.fetch_status(wait.task_id, wait.url)
+            data = await self.client.fetch_status(wait.task_id)
             raw = data["status"]
             # a status seen before needs nothing more; a new one is parsed and checked in full
             result = None if raw == wait.raw_status else parse_lip_sync_result(data, wait.task_id)

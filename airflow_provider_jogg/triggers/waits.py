@@ -13,8 +13,6 @@ import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from yarl import URL
-
     from airflow_provider_jogg import exceptions as exc
     from airflow_provider_jogg.results import LipSyncResult
 
@@ -89,7 +87,6 @@ class Wait:
         "notes",
         "raw_status",
         "task_id",
-        "url",
     )
 
     def __init__(
@@ -101,7 +98,6 @@ class Wait:
         inbox: Inbox | None = None,
     ) -> None:
         self.task_id = task_id
-        self.url: URL | None = None  # the status URL, built once by the scheduler
         self.inbox = inbox  # where the notes go when many waits share one trigger
         self.interval = interval
         self.end_time = end_time  # wall clock, for the timeout event
