@@ -2,9 +2,10 @@
 The batch's ledger: one durable record per clip, from "about to be created" to "saved".
 
 The ledger is how a batch survives a worker killed mid-create, a retry, or a triggerer restart:
-every record is written before the step it announces can be lost. Records live in pages of
-:data:`PAGE_SIZE` clips (a change rewrites one page, never the whole batch), kept in every store the
-batch has:
+every record is written before the step it announces can be lost. Records live in pages of at most
+:data:`PAGE_SIZE` clips, fewer when the clips' inputs are long (:func:`page_size_for`: a page stays
+under :data:`PAGE_BYTES`); a change rewrites one page, never the whole batch. Pages are kept in
+every store the batch has:
 
 - a folder of JSON pages beside the result manifest (:class:`FilePages`: a local folder or object
   storage, on every Airflow line; the triggerer reads and updates it during the wait);
@@ -34,10 +35,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: clips per page: a page of full records (result URLs, errors) is about 33 KB (82 KB measured at 250
-#: clips), under Airflow's ``[state_store] max_value_storage_bytes`` (64 KiB), above which Airflow
-#: warns on every write
+#: the most clips a page holds
 PAGE_SIZE = 100
+#: a page's JSON size it is planned to stay under: Airflow's ``[state_store] max_value_storage_bytes``
+#: (64 KiB by default) less a margin; above that limit Airflow warns on every write of the page
+PAGE_BYTES = 48_000
+#: what a record holds beyond its clip name, inputs and output path, planned generously: its keys, its
+#: state, a task id, Jogg's result and cover URLs, a duration, an error of up to ERROR_CHARS
+RECORD_BYTES = 1_000
+#: a clip's error as the ledger keeps it (longer ones are cut): a record stays within its plan
+ERROR_CHARS = 500
+#: the length planned for an output path under ``output_dir`` (a row's own ``output_path`` counts as is)
+OUTPUT_PATH_CHARS = 256
 #: task state store key of the batch's own facts (fingerprint, page count); pages are ``..._page_N``
 STATE_KEY = "jogg_batch"
 
@@ -167,11 +176,14 @@ class Ledger:
     raised after the others were written (a record must reach at least one store).
     """
 
-    def __init__(self, clips: Iterable[str], stores: list[PageStore], fingerprint: str) -> None:
+    def __init__(
+        self, clips: Iterable[str], stores: list[PageStore], fingerprint: str, page_size: int = PAGE_SIZE
+    ) -> None:
         self.fingerprint = fingerprint
         self.stores = stores
+        self.page_size = page_size
         self.records: dict[str, ClipRecord] = {clip: ClipRecord(clip) for clip in clips}
-        self._page_of = {clip: index // PAGE_SIZE for index, clip in enumerate(self.records)}
+        self._page_of = {clip: index // page_size for index, clip in enumerate(self.records)}
         self._pages: list[list[str]] = []
         for clip, page in self._page_of.items():
             if page == len(self._pages):
@@ -206,6 +218,9 @@ class Ledger:
 
     def update(self, clip: str, **changes: Any) -> ClipRecord:
         """Change one record in memory (written by the next :meth:`flush`)."""
+        error = changes.get("error")
+        if isinstance(error, str) and len(error) > ERROR_CHARS:
+            changes["error"] = error[: ERROR_CHARS - 1] + "\u2026"
         with self._lock:
             record = self.records[clip]
             for name, value in changes.items():
@@ -255,7 +270,7 @@ class Ledger:
 
     def _content(self, page: int) -> dict[str, Any]:
         clips = {clip: self.records[clip].to_json() for clip in self._pages[page]}
-        return {"fingerprint": self.fingerprint, "clips": clips}
+        return {"fingerprint": self.fingerprint, "page_size": self.page_size, "clips": clips}
 
     def in_state(self, *states: str) -> Iterator[ClipRecord]:
         return (r for r in self.records.values() if r.state in states)
@@ -265,6 +280,20 @@ class Ledger:
         for record in self.records.values():
             counts[record.state] = counts.get(record.state, 0) + 1
         return counts
+
+
+def page_size_for(strings: Iterable[tuple[str, str, str, str | None]]) -> int:
+    """
+    Clips per page for a batch whose clips are ``(clip, video, audio, output_path)``: as many as keep
+    a page of the largest such record, with everything Jogg and the batch add to it, under
+    :data:`PAGE_BYTES`; at most :data:`PAGE_SIZE`, at least 1. Only the rows decide it (the batch's
+    fingerprint covers them), so every try of a batch pages its clips alike.
+    """
+    largest = 0
+    for clip, video, audio, output_path in strings:
+        text = [clip, video, audio, output_path if output_path is not None else "x" * OUTPUT_PATH_CHARS]
+        largest = max(largest, len(json.dumps(text)))
+    return max(1, min(PAGE_SIZE, PAGE_BYTES // (RECORD_BYTES + largest)))
 
 
 def open_file_pages(location: Any) -> FilePages:
@@ -280,17 +309,20 @@ def read_pages(store: PageStore, fingerprint: str) -> Ledger:
     pages 0, 1, ... until one is missing. Pages of another batch (fingerprint) end the read.
     """
     records: list[ClipRecord] = []
+    page_size = PAGE_SIZE
     page = 0
     while True:
         content = store.load(page)
         if not content or content.get("fingerprint") != fingerprint:
             break
+        if page == 0:  # the pages the operator planned: the view writes them back the same way
+            page_size = int(content.get("page_size") or PAGE_SIZE)
         records += [
             ClipRecord.from_json(v) for v in (content.get("clips") or {}).values() if isinstance(v, dict)
         ]
         page += 1
     if not records:
         raise FileNotFoundError(f"no ledger pages of this batch in {store.describe()}")
-    ledger = Ledger([r.clip for r in records], [store], fingerprint)
+    ledger = Ledger([r.clip for r in records], [store], fingerprint, page_size)
     ledger.records.update({r.clip: r for r in records})
     return ledger

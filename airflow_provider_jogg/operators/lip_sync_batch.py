@@ -224,7 +224,7 @@ class LipSyncBatchOperator(BaseOperator):
         return manifest.parent / f"{manifest.name}.ledger"
 
     def _ledger(self, context: Context, rows: list[ClipRow]) -> Ledger:
-        from airflow_provider_jogg.batch.ledger import FilePages, Ledger, PageStore, StatePages
+        from airflow_provider_jogg.batch.ledger import FilePages, Ledger, PageStore, StatePages, page_size_for
         from airflow_provider_jogg.batch.manifest import manifest_fingerprint
 
         stores: list[PageStore] = []
@@ -237,7 +237,8 @@ class LipSyncBatchOperator(BaseOperator):
         ti = context.get("ti")
         run = "/".join(str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index"))
         fingerprint = hashlib.sha256(f"{run}\n{manifest_fingerprint(rows)}".encode()).hexdigest()[:16]
-        return Ledger([r.clip for r in rows], stores, fingerprint)
+        page_size = page_size_for((r.clip, r.video, r.audio, r.output_path) for r in rows)
+        return Ledger([r.clip for r in rows], stores, fingerprint, page_size)
 
     def _carry_over(self, ledger: Ledger) -> None:
         """Earlier tries: announced creates become uncertain, failed and skipped clips go again."""

@@ -8,11 +8,13 @@ import pytest
 
 from airflow_provider_jogg.batch import ledger as states
 from airflow_provider_jogg.batch.ledger import (
+    ERROR_CHARS,
     PAGE_SIZE,
     FilePages,
     Ledger,
     StatePages,
     open_file_pages,
+    page_size_for,
     read_pages,
 )
 
@@ -67,6 +69,66 @@ def test_a_full_page_stays_under_the_state_stores_size_warning():
             creates=1,
         )
     assert len(json.dumps(ledger._content(0))) < 65_535
+
+
+#: Airflow's [state_store] max_value_storage_bytes default: above it, a warning on every write
+STATE_STORE_LIMIT = 65_535
+
+
+def fill_worst_case(ledger: Ledger, inputs: dict[str, tuple[str, str]], output: int) -> None:
+    """Every record as large as the ledger lets it grow: Jogg's URLs, an output path, a long error."""
+    jogg = "https://res.jogg.ai/lipsync/3d5c6930-d0da-4f7b-826e-cd1530f6734f/" + "r" * 120
+    for clip, (video, audio) in inputs.items():
+        ledger.update(
+            clip,
+            state=states.FAILED,
+            task_id="3d5c6930-d0da-4f7b-826e-cd1530f6734f",
+            inputs={"video_url": video, "audio_url": audio, "playback_type": "normal_reverse_by_audio"},
+            status="success",
+            result_url=jogg + "/result.mp4",
+            cover_url=jogg + "/cover.jpg",
+            duration_seconds=1234.567,
+            output_path="/" + "o" * (output - 1),
+            error="E" * 5_000,  # kept to ERROR_CHARS
+            creates=12,
+        )
+
+
+@pytest.mark.parametrize("url_chars", [60, 700, 3_000])
+def test_pages_stay_under_the_state_stores_limit_whatever_the_inputs(url_chars):
+    # presigned object-storage URLs run to hundreds of characters; a fixed 100 clips per page would
+    # put a page of such records far above the limit
+    rows = {
+        f"clip-{i:05d}": (
+            f"https://bucket.s3.amazonaws.com/v/{i}.mp4?" + "X" * url_chars,
+            f"https://bucket.s3.amazonaws.com/a/{i}.wav?" + "Y" * url_chars,
+        )
+        for i in range(250)
+    }
+    size = page_size_for((clip, video, audio, None) for clip, (video, audio) in rows.items())
+    assert 1 <= size <= PAGE_SIZE
+    ledger = Ledger(list(rows), [], "f" * 16, size)
+    fill_worst_case(ledger, rows, output=256)
+    assert all(len(r.error or "") == ERROR_CHARS for r in ledger.records.values())
+    pages = [json.dumps(ledger._content(page)) for page in range(ledger.page_count)]
+    assert max(len(page) for page in pages) < STATE_STORE_LIMIT
+    assert len(pages) == -(-250 // size)
+    if url_chars == 60:  # not needlessly small: usual inputs share a page with dozens of others
+        assert size >= 30
+
+
+def test_the_triggers_view_pages_the_clips_as_the_operator_did(tmp_path):
+    ledger = Ledger(clips(20), [FilePages(tmp_path)], "fp", page_size=7)
+    ledger.update("clip-00015", state=states.CREATED, task_id="t-15")
+    ledger.flush(all_pages=True)
+    view = read_pages(FilePages(tmp_path), "fp")
+    assert (view.page_size, view.page_count) == (7, 3)
+    view.record_wait_error("clip-00015", "gone")
+    view.flush()  # writes page 2 only, as the operator's ledger knows it
+    again = Ledger(clips(20), [FilePages(tmp_path)], "fp", page_size=7)
+    assert again.load() == 1
+    assert again.records["clip-00015"].state == states.FAILED
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"page-0000{i}.json" for i in range(3)]
 
 
 def test_a_new_ledger_reads_back_what_was_flushed(tmp_path):
