@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from airflow_provider_jogg.testing.server import FINISH_AFTER_CREATE  # noqa: E402
+from airflow_provider_jogg.testing.server import FINISH_AFTER_CREATE, FINISH_AFTER_POLL  # noqa: E402
 from tests.e2e.deployment import Deployment  # noqa: E402
 
 if TYPE_CHECKING:
@@ -206,10 +206,15 @@ def start_deployment(root: Path, batch_rate_limit: float, dag_files: tuple[Path,
     return dep
 
 
-def write_clips(path: Path, run_id: str, clips: int, finish_after: float, *, mapped: bool) -> None:
+def write_clips(
+    path: Path, run_id: str, clips: int, finish_after: float, *, mapped: bool, after_poll: bool = False
+) -> None:
     """``clips`` rows with http inputs naming the run; each Jogg task ends ``finish_after`` s after
-    its create. The mapped example reads ``video_url``/``audio_url``, the batch ``video``/``audio``."""
+    its create (``after_poll``: after the first status answer about it, so that whoever looks first
+    finds it running). The mapped example reads ``video_url``/``audio_url``, the batch
+    ``video``/``audio``."""
     base = f"https://media.example.com/bench/{run_id}"
+    marker = FINISH_AFTER_POLL if after_poll else FINISH_AFTER_CREATE
     video, audio = ("video_url", "audio_url") if mapped else ("video", "audio")
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["clip", video, audio])
@@ -218,7 +223,7 @@ def write_clips(path: Path, run_id: str, clips: int, finish_after: float, *, map
             writer.writerow(
                 {
                     "clip": f"c{i:05d}",
-                    video: f"{base}/video-{i:05d}.mp4?{FINISH_AFTER_CREATE}={finish_after:g}",
+                    video: f"{base}/video-{i:05d}.mp4?{marker}={finish_after:g}",
                     audio: f"{base}/audio-{i:05d}.mp3",
                 }
             )
@@ -389,7 +394,14 @@ def cost1k(
         folder = dep.root / run_id
         folder.mkdir()
         manifest_in = folder / "clips.csv"
-        write_clips(manifest_in, run_id, args.clips, args.finish_after, mapped=shape == "mapped")
+        write_clips(
+            manifest_in,
+            run_id,
+            args.clips,
+            args.finish_after,
+            mapped=shape == "mapped",
+            after_poll=args.finish_after_poll,
+        )
         if shape == "batch":
             dag_id = BATCH_DAG_ID
             conf: dict[str, Any] = {
@@ -502,6 +514,12 @@ def main() -> int:
     parser.add_argument("--clips", type=int, help="clips (default: 10,000 for batch10k, 1,000 for cost1k)")
     parser.add_argument("--rate-limit", type=float, default=100.0, help="the jogg_batch fake's requests/s")
     parser.add_argument("--finish-after", type=float, default=3.0, help="Jogg tasks end N s after create")
+    parser.add_argument(
+        "--finish-after-poll",
+        action="store_true",
+        help="cost1k: count --finish-after from the first status answer, not the create: every "
+        "sensor of the mapped shape finds its task running and defers, as with Jogg tasks of minutes",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one run may take")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="cost1k: idle CPU measured over N s")
     parser.add_argument("--settle-seconds", type=float, default=10.0, help="cost1k: wait after a run ends")
@@ -520,7 +538,8 @@ def main() -> int:
         "settings": {
             "airflow_defaults_restored": AIRFLOW_DEFAULTS,
             "fake_rate_limit": args.rate_limit if args.scenario == "batch10k" else None,
-            "finish_after_create_seconds": args.finish_after,
+            "finish_after_create_seconds": None if args.finish_after_poll else args.finish_after,
+            "finish_after_first_status_seconds": args.finish_after if args.finish_after_poll else None,
         },
     }
     print(f"deployment in {root}", flush=True)

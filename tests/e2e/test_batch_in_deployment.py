@@ -295,7 +295,6 @@ def test_batch_of_2000_through_a_worker_and_a_triggerer_crash(
     outcomes = collections.Counter(r["status"] for r in results)
     assert set(outcomes) <= {"succeeded", "uncertain"}, outcomes
     uncertain = [r for r in results if r["status"] == "uncertain"]
-    # at most the window that was announced when the worker died
     # exactly the window the worker died in: announced, then lost with their answers
     assert len(uncertain) == CREATE_CONCURRENCY, uncertain
     assert all(not r["jogg_task_id"] and "lost while creating" in r["error"] for r in uncertain), uncertain
