@@ -33,6 +33,10 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
 #: first backoff in seconds; doubles per attempt (extra ``retry_backoff``)
 DEFAULT_RETRY_BACKOFF = 1.0
+#: seconds one call keeps waiting out HTTP 429 answers before it fails, unless the extra says
+#: ``rate_limit_wait``: an account's rate limit is shared with every process and system using the key,
+#: so a busy minute must not fail a task; the 429s of that time use none of ``max_retries``
+DEFAULT_RATE_LIMIT_WAIT = 300.0
 #: requests per second per account and process unless the extra says ``max_requests_per_second``:
 #: one triggerer at Airflow's default capacity (1,000 triggers) polling every 10 s (the sensor's
 #: default) stays on time under it
@@ -50,6 +54,8 @@ class JoggConnectionConfig:
     :param timeout: seconds per request
     :param max_retries: retries after the first attempt for requests that are safe to repeat
     :param retry_backoff: first backoff in seconds
+    :param rate_limit_wait: seconds one call waits out HTTP 429 answers (they use none of
+        ``max_retries`` meanwhile); 0: a 429 is retried like any other transient failure
     :param max_requests_per_second: process-wide request rate for this account (0: no limit)
     :param allow_private_media_urls: let :meth:`JoggHook.rehost_url` fetch media from private,
         loopback, link-local and other non-public addresses (off: such URLs are refused)
@@ -61,6 +67,7 @@ class JoggConnectionConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
     allow_private_media_urls: bool = False
 
@@ -126,6 +133,7 @@ class JoggConnectionConfig:
             timeout=_extra_number(conn_id, extra, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
             max_retries=int(_extra_number(conn_id, extra, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
             retry_backoff=_extra_number(conn_id, extra, "retry_backoff", DEFAULT_RETRY_BACKOFF),
+            rate_limit_wait=_extra_number(conn_id, extra, "rate_limit_wait", DEFAULT_RATE_LIMIT_WAIT),
             max_requests_per_second=_extra_number(
                 conn_id, extra, "max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND
             ),

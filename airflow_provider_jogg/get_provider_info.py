@@ -37,6 +37,12 @@ CONN_FIELDS: dict[str, Any] = {
         "schema": {"type": ["number", "null"], "default": 1, "minimum": 0},
         "description": "First wait between retries; doubles per attempt, never shorter than Retry-After.",
     },
+    "rate_limit_wait": {
+        "label": "Rate limit wait (seconds)",
+        "schema": {"type": ["number", "null"], "default": 300, "minimum": 0},
+        "description": "How long one request keeps waiting out HTTP 429 answers before it fails; "
+        "these use none of the retries. 0: a 429 counts as a retry.",
+    },
     "max_requests_per_second": {
         "label": "Max requests per second",
         "schema": {"type": ["number", "null"], "default": 100, "minimum": 0},

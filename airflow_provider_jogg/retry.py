@@ -2,9 +2,11 @@
 
 Which failures may be sent again (:func:`is_retryable`; the create call: :func:`is_create_retryable`),
 what proves a create made nothing (:func:`create_refused`), how long to wait (:func:`backoff_delay`,
-for a poll :func:`poll_retry_delay`), and that a 429 closes the whole account
-(:func:`close_on_rate_limit`). The sync hook retries through :func:`retrying` (tenacity, imported only
-there), the trigger's poll scheduler and connection lookup through the same predicate and backoff.
+for a poll :func:`poll_retry_delay`), when a call gives up (:func:`retries_exhausted`: HTTP 429s are
+waited out for the connection's ``rate_limit_wait`` without using up ``max_retries``), and that a 429
+closes the whole account (:func:`close_on_rate_limit`). The sync hook retries through
+:func:`retrying` (tenacity, imported only there), the trigger's poll scheduler and connection lookup
+through the same predicate and backoff.
 """
 
 from __future__ import annotations
@@ -105,30 +107,58 @@ def retrying(
     *,
     create: bool = False,
     max_retries: int | None = None,
+    rate_limit_wait: float | None = None,
     asynchronous: bool = False,
 ) -> Any:
     """
     A ``tenacity.Retrying`` (``AsyncRetrying`` when ``asynchronous``) that applies this module's
     policy to one call of the hook: the predicate
     (:func:`is_create_retryable` for a create, else :func:`is_retryable`), the backoff with the
-    error's ``Retry-After``, ``max_retries`` (default: the connection's) and a warning per retry.
+    error's ``Retry-After``, ``max_retries`` and ``rate_limit_wait`` (default: the connection's) and a
+    warning per retry.
+
+    HTTP 429 answers are waited out for up to ``rate_limit_wait`` seconds from the
+    first attempt and use none of ``max_retries`` meanwhile (:func:`retries_exhausted`); a call with
+    ``max_retries=0`` sends one request whatever the answer (the caller has its own way to wait).
     tenacity is imported here, on first use, so a DAG file or a triggerer never loads it.
     """
     import tenacity
 
     retries = config.max_retries if max_retries is None else max_retries
+    limit_wait = config.rate_limit_wait if rate_limit_wait is None else rate_limit_wait
+    counted: set[int] = set()  # attempts that used up a retry (failures other than waited-out 429s)
+
+    def error_of(state: tenacity.RetryCallState) -> BaseException | None:
+        return state.outcome.exception() if state.outcome else None
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return retries_exhausted(
+            error_of(state), state.attempt_number, state.seconds_since_start, retries, limit_wait, counted
+        )
 
     def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
+        error = error_of(state)
         return backoff_delay(state.attempt_number, config.retry_backoff, getattr(error, "retry_after", None))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
+        error = error_of(state)
+        if state.attempt_number not in counted:
+            log.warning(
+                "Jogg %s was rate limited (attempt %d, %.0f s of up to %g s spent waiting out HTTP 429), "
+                "sending it again in %.2f s: %s",
+                action,
+                state.attempt_number,
+                state.seconds_since_start or 0.0,
+                limit_wait,
+                state.upcoming_sleep,
+                error,
+            )
+            return
         log.warning(
-            "Jogg %s failed (attempt %d of %d), retrying in %.2f s: %s",
+            "Jogg %s failed (retry %d of %d), retrying in %.2f s: %s",
             action,
-            state.attempt_number,
-            retries + 1,
+            len(counted),
+            retries,
             state.upcoming_sleep,
             error,
         )
@@ -136,8 +166,31 @@ def retrying(
     kind = tenacity.AsyncRetrying if asynchronous else tenacity.Retrying
     return kind(
         retry=tenacity.retry_if_exception(is_create_retryable if create else is_retryable),
-        stop=tenacity.stop_after_attempt(retries + 1),
+        stop=stop,
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def retries_exhausted(
+    error: BaseException | None,
+    attempt: int,
+    elapsed: float | None,
+    retries: int,
+    rate_limit_wait: float,
+    counted: set[int],
+) -> bool:
+    """
+    Whether a call stops after attempt number ``attempt`` failed with the retryable ``error``.
+
+    An HTTP 429 within ``rate_limit_wait`` seconds (``elapsed``, from the first attempt) of a
+    call that may retry at all is waited out: the account is busy, the request is fine. Any other
+    failure, and a 429 after that time, uses one of ``retries``; ``counted`` keeps the attempts that did.
+    """
+    if retries <= 0:
+        return True
+    rate_limited = isinstance(error, exc.JoggRateLimitError)
+    if not (rate_limited and (elapsed or 0.0) < rate_limit_wait):
+        counted.add(attempt)
+    return len(counted) > retries

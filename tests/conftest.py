@@ -26,8 +26,10 @@ from airflow_provider_jogg.testing import FakeJoggServer  # noqa: E402
 
 #: distinctive, so a leak anywhere can be searched for
 TEST_API_KEY = "sk-jogg-TESTKEY-7d1f3a9c2b4e6a80"
-#: fast retries for tests: the policy is the same, only the base wait is shorter
-FAST_EXTRA = {"retry_backoff": 0.01, "timeout": 3, "max_retries": 3}
+#: fast retries for tests: the policy is the same, only the base wait is shorter, and a 429 counts as
+#: a retry (``rate_limit_wait`` 0) so that a test of "429 every time" ends after ``max_retries``; the
+#: tests of waiting out 429s set ``rate_limit_wait`` themselves
+FAST_EXTRA = {"retry_backoff": 0.01, "timeout": 3, "max_retries": 3, "rate_limit_wait": 0}
 
 
 def conn_json(url: str, key: str | None = TEST_API_KEY, **extra: object) -> str:

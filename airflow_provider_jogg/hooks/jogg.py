@@ -176,9 +176,17 @@ class JoggHook(BaseHook):
         enter it with ``async with`` before use."""
         return await AsyncJoggClient.for_connection(self.jogg_conn_id)
 
-    def whoami(self, *, max_retries: int | None = None) -> dict[str, Any]:
-        """The account behind the key: ``{"email": ..., "username": ...}``. Read-only."""
-        data = self._request("GET", WHOAMI_PATH, action="whoami", max_retries=max_retries)
+    def whoami(
+        self, *, max_retries: int | None = None, rate_limit_wait: float | None = None
+    ) -> dict[str, Any]:
+        """The account behind the key: ``{"email": ..., "username": ...}``. Read-only.
+
+        :param max_retries: override the connection's ``max_retries`` for this call
+        :param rate_limit_wait: override the connection's ``rate_limit_wait`` for this call
+        """
+        data = self._request(
+            "GET", WHOAMI_PATH, action="whoami", max_retries=max_retries, rate_limit_wait=rate_limit_wait
+        )
         return data if isinstance(data, dict) else {}
 
     def get_remaining_quota(self) -> float:
@@ -194,8 +202,8 @@ class JoggHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with ``GET /v2/user/whoami``: read-only, creates and bills nothing."""
         try:
-            # one retry at most: a person is waiting for the Test button
-            account = self.whoami(max_retries=min(self.config.max_retries, 1))
+            # one retry at most, and a 429 is that retry: a person is waiting for the Test button
+            account = self.whoami(max_retries=min(self.config.max_retries, 1), rate_limit_wait=0)
         except Exception as error:
             return False, str(error)
         who = account.get("username") or account.get("email") or "an unnamed account"

@@ -84,9 +84,10 @@ def api_request(
     json: Any = None,
     create: bool = False,
     max_retries: int | None = None,
+    rate_limit_wait: float | None = None,
 ) -> Any:
     """:func:`send_once`, sent again as :func:`airflow_provider_jogg.retry.retrying` allows."""
-    retry = retrying(config, action, create=create, max_retries=max_retries)
+    retry = retrying(config, action, create=create, max_retries=max_retries, rate_limit_wait=rate_limit_wait)
     return retry(send_once, config, method, path, action=action, task_id=task_id, json=json)
 
 

@@ -132,6 +132,20 @@ def test_rate_limits_and_server_errors_are_absorbed(jogg_conn):
     assert try_number(dag_run, "lip_sync") == 1  # absorbed inside one try
 
 
+def test_a_busy_accounts_429s_beyond_max_retries_are_waited_out_in_one_try(fake_jogg, monkeypatch):
+    # other workers and systems share the key: the account answers 429 to more creates in a row than
+    # max_retries (3) allows; within rate_limit_wait the task waits, it does not fail
+    monkeypatch.setenv("AIRFLOW_CONN_JOGG_DEFAULT", conn_json(fake_jogg.url, rate_limit_wait=60))
+    fake_jogg.add_fault(Fault("status", status=429, path=CREATE, retry_after="1", times=1))
+    fake_jogg.add_fault(Fault("status", status=429, path=CREATE, times=6))
+    dag_run = run_dag(lip_sync_dag())
+    assert task_states(dag_run) == {"lip_sync": "success", "wait_for_lip_sync": "success", "use": "success"}
+    assert try_number(dag_run, "lip_sync") == 1
+    assert len(fake_jogg.tasks) == 1
+    assert fake_jogg.count_status(429) == 7
+    assert fake_jogg.create_count == 8
+
+
 @pytest.mark.parametrize(
     "fault",
     [

@@ -299,6 +299,14 @@ def user_batch_no_wait_lost(
         late.update(r["triggerer_id"] for r in rows if lane_of(r["map_index"]) == LATE)
         if len(rows) >= KILL_AT and all(late.get(job, 0) >= 1 for job in name_of):
             return rows
+        bad = bad_states(dep, run_id)
+        if bad or run_over():
+            # a task that failed before the kill (a create refused, say) ends the wait here, named,
+            # rather than after the timeout: with retries 0 the run can no longer succeed
+            raise AssertionError(
+                f"before the kill, run {dep.run_state(BATCH, run_id)}; not successful: {bad}; "
+                f"LipSyncTriggers per triggerer job {dict(spread)}"
+            )
         sensors = [state for (task, _), state in dep.task_states(BATCH, run_id).items() if task == SENSOR]
         if len(sensors) == PAIRS and not any(state in NOT_YET_DEFERRED for state in sensors):
             # every sensor has deferred or ended. Where the waits sit is Airflow's choice: a triggerer

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_jogg.connection import DEFAULT_MAX_REQUESTS_PER_SECOND, JoggConnectionConfig
+from airflow_provider_jogg.connection import (
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_RATE_LIMIT_WAIT,
+    JoggConnectionConfig,
+)
 from airflow_provider_jogg.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_jogg.protocol import WHOAMI_PATH
 from tests.ui.conftest import UI_API_KEY, WRONG_API_KEY, missing_ui_deps
@@ -88,6 +92,7 @@ def test_form_shows_jogg_labels_placeholders_and_conn_fields(ui: ConnectionsUI) 
         "timeout": "Request timeout (seconds)",
         "max_retries": "Max retries",
         "retry_backoff": "Retry backoff (seconds)",
+        "rate_limit_wait": "Rate limit wait (seconds)",
         "max_requests_per_second": "Max requests per second",
         "allow_insecure_http": "Allow plain http:// to non-loopback hosts",
         "allow_private_media_urls": "Allow media URLs on private addresses",
@@ -142,6 +147,7 @@ def test_add_connection_through_the_form_and_read_it_back(
         "timeout": 7.5,
         "max_retries": 3,
         "retry_backoff": 1,
+        "rate_limit_wait": DEFAULT_RATE_LIMIT_WAIT,
         "max_requests_per_second": DEFAULT_MAX_REQUESTS_PER_SECOND,
         "allow_insecure_http": False,
         "allow_private_media_urls": False,

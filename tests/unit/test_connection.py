@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_jogg import exceptions as exc
-from airflow_provider_jogg.connection import JoggConnectionConfig
+from airflow_provider_jogg.connection import DEFAULT_RATE_LIMIT_WAIT, JoggConnectionConfig
 from airflow_provider_jogg.protocol import WHOAMI_PATH
 
 
@@ -214,7 +214,12 @@ def test_extras_are_parsed_and_checked():
     )
     assert config.headers() == {"x-api-key": "k", "Accept": "application/json", "x-api-platform": "airflow"}
     assert make_config(None, extra__jogg__timeout=4).timeout == 4
+    assert make_config(None).rate_limit_wait == DEFAULT_RATE_LIMIT_WAIT == 300
+    assert make_config(None, rate_limit_wait="0").rate_limit_wait == 0
+    assert make_config(None, rate_limit_wait=12.5).rate_limit_wait == 12.5
     for bad in (
+        {"rate_limit_wait": -1},
+        {"rate_limit_wait": "soon"},
         {"timeout": 0},
         {"timeout": "x"},
         {"max_retries": -1},

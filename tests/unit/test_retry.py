@@ -11,6 +11,7 @@ from airflow_provider_jogg.retry import (
     backoff_delay,
     is_create_retryable,
     is_retryable,
+    retries_exhausted,
 )
 
 
@@ -49,3 +50,34 @@ def test_which_failures_are_retried():
     assert is_create_retryable(not_processed)
     for error in (reset, server, garbled, auth):
         assert not is_create_retryable(error)
+
+
+def test_429s_within_the_rate_limit_wait_use_no_retry_and_other_failures_do():
+    rate = exc.JoggRateLimitError("r", retry_after=1)
+    server = exc.JoggServerError("s", http_status=503)
+    counted: set[int] = set()
+    # ten 429s inside the 60 s window: none is a retry
+    for attempt in range(1, 11):
+        assert not retries_exhausted(rate, attempt, attempt * 5.0, 2, 60.0, counted)
+    assert counted == set()
+    # two other failures use both retries; the third stops
+    assert not retries_exhausted(server, 11, 56.0, 2, 60.0, counted)
+    assert not retries_exhausted(server, 12, 57.0, 2, 60.0, counted)
+    assert retries_exhausted(server, 13, 58.0, 2, 60.0, counted)
+    assert counted == {11, 12, 13}
+
+
+def test_429s_after_the_rate_limit_wait_count_as_retries():
+    rate = exc.JoggRateLimitError("r", retry_after=None)
+    counted: set[int] = set()
+    assert not retries_exhausted(rate, 1, 59.9, 1, 60.0, counted)
+    assert not retries_exhausted(rate, 2, 60.0, 1, 60.0, counted)
+    assert retries_exhausted(rate, 3, 61.0, 1, 60.0, counted)
+    # a wait of 0: every 429 is an ordinary retry (the behaviour of max_retries alone)
+    counted = set()
+    assert [retries_exhausted(rate, n, 0.0, 2, 0.0, counted) for n in (1, 2, 3)] == [False, False, True]
+
+
+def test_no_retries_means_one_request_even_for_a_429():
+    # the sensor's first check (max_retries=0) defers on a 429 rather than wait in a worker slot
+    assert retries_exhausted(exc.JoggRateLimitError("r", retry_after=1), 1, 0.0, 0, 300.0, set())

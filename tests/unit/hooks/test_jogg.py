@@ -325,6 +325,66 @@ def test_create_429_every_time_gives_up_after_max_retries(jogg_conn):
     assert_no_secret(info.value)
 
 
+def test_create_429s_beyond_max_retries_are_waited_out_and_create_one_task(fake_jogg, set_conn):
+    # a busy account (other workers, other systems on the key) answers 429 for a while: the create
+    # waits it out instead of failing the task after max_retries
+    set_conn("jogg_busy", fake_jogg.url, rate_limit_wait=60)
+    fake_jogg.add_fault(Fault("status", status=429, path=CREATE, times=MAX_RETRIES + 3))
+    task_id = JoggHook("jogg_busy").create_lip_sync_video(VIDEO, AUDIO)
+    assert list(fake_jogg.tasks) == [task_id]
+    assert fake_jogg.count_status(429) == MAX_RETRIES + 3
+    assert fake_jogg.create_count == MAX_RETRIES + 4
+
+
+def test_create_429_beyond_the_rate_limit_wait_fails_with_the_rate_limit_error(fake_jogg, set_conn):
+    set_conn("jogg_busy", fake_jogg.url, rate_limit_wait=0.3, max_retries=1)
+    fake_jogg.add_fault(Fault("status", status=429, path=CREATE, times=None))
+    with pytest.raises(exc.JoggRateLimitError) as info:
+        JoggHook("jogg_busy").create_lip_sync_video(VIDEO, AUDIO)
+    assert not isinstance(info.value, exc.JoggCreateUncertainError)
+    assert info.value.http_status == 429
+    assert_no_secret(info.value)
+    times = times_of(fake_jogg, CREATE)
+    # more 429s than max_retries allows, over the 0.3 s wait; after it, the retries: at most two
+    # requests sent after the wait ended (the one answered across its end, and the one retry)
+    assert len(times) > 2
+    assert times[-1] - times[0] >= 0.3
+    assert 1 <= sum(1 for t in times if t - times[0] >= 0.3) <= 2
+    assert fake_jogg.tasks == {}
+
+
+def test_429s_do_not_use_up_retries_but_other_failures_still_do(fake_jogg, set_conn):
+    set_conn("jogg_busy", fake_jogg.url, rate_limit_wait=60)
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    fake_jogg.add_fault(Fault("status", status=429, path=STATUS, times=MAX_RETRIES + 1))
+    fake_jogg.add_fault(Fault("status", status=503, path=STATUS, times=None))
+    with pytest.raises(exc.JoggServerError):
+        JoggHook("jogg_busy").get_lip_sync_video(task_id)
+    # every 429, then the first 503 and one per retry
+    assert fake_jogg.count_status(429) == MAX_RETRIES + 1
+    assert fake_jogg.count_status(503) == MAX_RETRIES + 1
+
+
+def test_no_retries_sends_one_request_even_when_429s_would_be_waited_out(fake_jogg, set_conn):
+    # the sensor's check before it defers (max_retries=0): a 429 defers, it never waits in a worker
+    set_conn("jogg_busy", fake_jogg.url, rate_limit_wait=60)
+    task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
+    fake_jogg.add_fault(Fault("status", status=429, path=STATUS, times=None))
+    with pytest.raises(exc.JoggRateLimitError):
+        JoggHook("jogg_busy").get_lip_sync_video(task_id, max_retries=0)
+    assert fake_jogg.count("GET", STATUS) == 1
+
+
+def test_test_connection_does_not_wait_out_429s(fake_jogg, set_conn):
+    # a person is waiting for the Test button: a 429 is the one retry, whatever rate_limit_wait says
+    set_conn("jogg_busy", fake_jogg.url, rate_limit_wait=60)
+    fake_jogg.add_fault(Fault("status", status=429, path=WHOAMI, times=None))
+    ok, message = JoggHook("jogg_busy").test_connection()
+    assert ok is False
+    assert "429" in message
+    assert fake_jogg.count("GET", WHOAMI) == 2
+
+
 @pytest.mark.parametrize(
     "fault", [Fault("status", status=408), Fault("html", status=425)], ids=["408", "425-html"]
 )
