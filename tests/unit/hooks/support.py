@@ -10,7 +10,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import pytest
+
+from airflow_provider_jogg import exceptions as exc
 from airflow_provider_jogg.protocol import CREATE_PATH, QUOTA_PATH, STATUS_PATH, UPLOAD_PATH, WHOAMI_PATH
+from airflow_provider_jogg.testing import Fault
 from tests.conftest import FAST_EXTRA, TEST_API_KEY
 
 if TYPE_CHECKING:
@@ -26,12 +30,24 @@ VIDEO = "https://media.example/clip.mp4"
 AUDIO = "https://media.example/voice.mp3"
 WRONG_KEY = "sk-jogg-WRONGKEY-0000000000000000"
 MAX_RETRIES = FAST_EXTRA["max_retries"]
+#: failures a read-only request is sent again after, each with the error it raises when it persists
+TRANSIENT_FAULTS = [
+    pytest.param(Fault("status", status=500), exc.JoggServerError, id="500"),
+    pytest.param(Fault("status", status=503), exc.JoggServerError, id="503"),
+    pytest.param(Fault("html", status=502), exc.JoggServerError, id="502-html"),
+    pytest.param(Fault("business", code=50000, msg="System error"), exc.JoggServerError, id="code-50000"),
+    pytest.param(Fault("non_json"), exc.JoggMalformedResponseError, id="non-json"),
+    pytest.param(Fault("truncated"), exc.JoggConnectionError, id="truncated"),
+    pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
+    pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
+    pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
+    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
+    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
+]
 
 
 if TYPE_CHECKING:
     from types import ModuleType
-
-    import pytest
 
 
 class SteppedWallClock:

@@ -16,6 +16,7 @@ from tests.unit.hooks.support import (
     AUDIO,
     MAX_RETRIES,
     STATUS,
+    TRANSIENT_FAULTS,
     VIDEO,
     WHOAMI,
     WRONG_KEY,
@@ -69,20 +70,6 @@ async def test_api_platform_and_prefix_on_the_async_path(fake_jogg, set_conn):
     task_id = fake_jogg.add_task(VIDEO, AUDIO, status="success")
     assert (await JoggHook("jogg_plat").aget_lip_sync_video(task_id)).succeeded
     assert fake_jogg.requests[0].headers["x-api-platform"] == "airflow-async"
-
-
-TRANSIENT_FAULTS = [
-    pytest.param(Fault("status", status=500), exc.JoggServerError, id="500"),
-    pytest.param(Fault("html", status=502), exc.JoggServerError, id="502-html"),
-    pytest.param(Fault("business", code=50000, msg="System error"), exc.JoggServerError, id="code-50000"),
-    pytest.param(Fault("non_json"), exc.JoggMalformedResponseError, id="non-json"),
-    pytest.param(Fault("truncated"), exc.JoggConnectionError, id="truncated"),
-    pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
-    pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
-    pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
-    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
-    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
-]
 
 
 @pytest.mark.asyncio

@@ -21,6 +21,7 @@ from tests.unit.hooks.support import (
     MAX_RETRIES,
     QUOTA,
     STATUS,
+    TRANSIENT_FAULTS,
     UPLOAD,
     VIDEO,
     WHOAMI,
@@ -582,21 +583,6 @@ def test_get_invalid_task_id_sends_nothing(jogg_conn):
     with pytest.raises(exc.JoggConfigError):
         JoggHook().get_lip_sync_video("a/b")
     assert jogg_conn.count() == 0
-
-
-TRANSIENT_FAULTS = [
-    pytest.param(Fault("status", status=500), exc.JoggServerError, id="500"),
-    pytest.param(Fault("status", status=503), exc.JoggServerError, id="503"),
-    pytest.param(Fault("html", status=502), exc.JoggServerError, id="502-html"),
-    pytest.param(Fault("business", code=50000, msg="System error"), exc.JoggServerError, id="code-50000"),
-    pytest.param(Fault("non_json"), exc.JoggMalformedResponseError, id="non-json"),
-    pytest.param(Fault("truncated"), exc.JoggConnectionError, id="truncated"),
-    pytest.param(Fault("close"), exc.JoggConnectionError, id="closed"),
-    pytest.param(Fault("reset"), exc.JoggConnectionError, id="reset"),
-    pytest.param(Fault("status", status=429), exc.JoggRateLimitError, id="429"),
-    pytest.param(Fault("status", status=408), exc.JoggNotProcessedError, id="408"),
-    pytest.param(Fault("html", status=425), exc.JoggNotProcessedError, id="425-html"),
-]
 
 
 @pytest.mark.parametrize(("fault", "cls"), TRANSIENT_FAULTS)
